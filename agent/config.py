@@ -1,0 +1,206 @@
+"""Typed configuration: validated once at the entry point, then passed down as objects.
+
+Sources, later ones winning: the defaults below, a TOML file (`--config`), environment variables
+`SEAL_<SECTION>__<FIELD>` (for example `SEAL_ADAPT__LEARNING_RATE=3e-4`), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.errors import SealError
+
+ENV_PREFIX = "SEAL_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field(
+        "default",
+        description="'default' for the embedded SmolLM2-135M-Instruct, or any Hugging Face "
+        "causal LM id or local folder (must be available offline).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs; 'auto' picks cuda when available."
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Weights dtype; 'auto' is bfloat16 on cuda and on CPUs with native bf16 "
+        "matmuls (AVX512-BF16/AMX), float32 elsewhere. LoRA weights stay float32."
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="Where the default model's converted safetensors folder is cached; "
+        "None means $XDG_CACHE_HOME/seal-agent (or ~/.cache/seal-agent).",
+    )
+    threads: int = Field(
+        0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core)."
+    )
+
+
+class AdaptConfig(_Section):
+    """LoRA SFT settings for one knowledge update (SEAL Table 3 gives the search space)."""
+
+    rank: int = Field(32, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(64.0, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout on the adapter input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                 "down_proj"],
+        min_length=1,
+        description="Names of the linear layers that get LoRA adapters.",
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
+    epochs: int = Field(5, ge=1, le=100, description="Passes over the training sequences.")
+    batch_size: int = Field(
+        4, ge=1, description="Training sequences per optimizer step (packed into one row)."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_seq_tokens: int = Field(
+        1024, ge=16, description="Training sequences longer than this are truncated."
+    )
+    seed: int = Field(0, description="Seed for adapter initialisation and data order.")
+
+
+class SelfEditConfig(_Section):
+    format: str = Field(
+        "implications",
+        description="Self-edit format: implications, implications-long, rewrite, self-qa, "
+        "or passage-only.",
+    )
+    num_candidates: int = Field(
+        1, ge=1, le=64, description="K self-edit candidates sampled in one batched call."
+    )
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature (SEAL uses 1.0).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(192, ge=8, description="Length cap of one self-edit generation.")
+    use_chat_template: bool = Field(
+        True, description="Wrap the self-edit prompt in the model's chat template if it has one."
+    )
+    include_passage: bool = Field(
+        True, description="Append the title-prefixed passage itself to the training sequences."
+    )
+    min_item_chars: int = Field(12, ge=1, description="Items shorter than this are dropped.")
+    max_item_tokens: int = Field(
+        256, ge=8, description="Items longer than this many tokens are dropped."
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        from policies.self_edit import FORMATS
+
+        if value not in FORMATS:
+            raise ValueError(f"unknown format {value!r}; choose one of {', '.join(FORMATS)}")
+        return value
+
+
+class EvalConfig(_Section):
+    max_answer_tokens: int = Field(32, ge=1, description="Length cap of one closed-book answer.")
+    use_chat_template: bool = Field(
+        False,
+        description="Wrap the closed-book question in the chat template. Off by default: "
+        "the knowledge update trains on raw text, and raw-text prompts recall it better.",
+    )
+    answer_batch_size: int = Field(16, ge=1, description="Questions answered per batched call.")
+    judge: Literal["none", "local", "openai"] = Field(
+        "none", description="Optional judge grading answers like SEAL's GPT-4.1 grader."
+    )
+    judge_url: str = Field(
+        "https://api.openai.com/v1", description="Base URL of an OpenAI-compatible endpoint."
+    )
+    judge_model: str = Field("gpt-4.1-2025-04-14", description="Model name sent to the judge.")
+    judge_api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the judge's API key."
+    )
+    bootstrap_samples: int = Field(2000, ge=100, description="Resamples for 95% intervals.")
+
+
+class SealConfig(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    self_edit: SelfEditConfig = Field(default_factory=SelfEditConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def save(self, path: Path) -> None:
+        """Write the resolved config as JSON, atomically."""
+        from agent.io import write_atomic
+
+        write_atomic(path, json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
+        try:  # numbers, booleans and lists arrive as JSON; anything else is a plain string
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(section, {})[field] = value
+    return out
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> SealConfig:
+    """Resolve defaults < TOML file < environment < overrides; one clear error if invalid."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SealError(f"config file {path} does not exist") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SealError(f"config file {path} is not valid TOML: {exc}") from exc
+    env = _env_overrides(dict(os.environ if environ is None else environ))
+    if env:
+        source += " + SEAL_* environment"
+    data = _merge(_merge(data, env), overrides or {})
+    try:
+        return SealConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SealError(f"invalid configuration ({source}): {problems}") from exc
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """`["adapt.epochs=10", "model.name=Qwen/Qwen2.5-7B"]` -> nested dict for `load_config`."""
+    out: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if not sep or not dot or not field:
+            raise SealError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. adapt.epochs=10")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(section, {})[field] = value
+    return out

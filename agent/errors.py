@@ -1,0 +1,22 @@
+"""The one exception type for mistakes a user can fix, and the guard entry points run under."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class SealError(Exception):
+    """A user-facing error: the message names the input and says what to do."""
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run an entry point: user errors print one line (no traceback) and exit with status 2."""
+    try:
+        return main() or 0
+    except SealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved and a rerun resumes it", file=sys.stderr)
+        return 130

@@ -1,0 +1,133 @@
+"""The inner loop: LoRA SFT of the knowledge adapter on a list of training sequences.
+
+Sequences are packed: each optimizer step concatenates `batch_size` sequences into one row, with
+position ids restarting at every sequence so attention never crosses a boundary (transformers builds
+a block-diagonal causal mask from the position ids). No token is padding, so no compute or loss is
+spent on it. SEAL's recipe instead pads every line to 2048 tokens with the pads in the loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from agent.config import AdaptConfig
+from agent.errors import SealError
+from agent.runtime import ModelRuntime
+
+
+@dataclass
+class TrainLog:
+    losses: list[float] = field(default_factory=list)  # mean token loss per optimizer step
+    tokens: int = 0  # tokens seen by forward passes, all epochs
+    loss_tokens: int = 0  # tokens that carried loss
+    seconds: float = 0.0
+    steps: int = 0
+    n_sequences: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "losses": [round(x, 5) for x in self.losses],
+            "tokens": self.tokens,
+            "loss_tokens": self.loss_tokens,
+            "seconds": round(self.seconds, 3),
+            "steps": self.steps,
+            "n_sequences": self.n_sequences,
+            "tokens_per_second": round(self.tokens_per_second, 1),
+        }
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    input_ids: torch.Tensor  # (1, T) all sequences of the step back to back
+    position_ids: torch.Tensor  # (1, T) restarting at 0 for every sequence
+    labels: torch.Tensor  # (1, T) -100 on each sequence's first token (nothing predicts it)
+
+
+def tokenize_sequences(
+    runtime: ModelRuntime, sequences: Sequence[str], max_tokens: int
+) -> list[list[int]]:
+    """Token ids per sequence, each ending in EOS so the model learns where an item stops."""
+    tok = runtime.tokenizer
+    out = []
+    for text in sequences:
+        ids = tok(text, add_special_tokens=False)["input_ids"][: max_tokens - 1]
+        if ids:
+            out.append(ids + [tok.eos_token_id])
+    return out
+
+
+def pack(token_lists: Sequence[Sequence[int]]) -> PackedBatch:
+    ids, pos, labels = [], [], []
+    for seq in token_lists:
+        ids.extend(seq)
+        pos.extend(range(len(seq)))
+        labels.extend([-100, *seq[1:]])
+    as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
+    return PackedBatch(as_row(ids), as_row(pos), as_row(labels))
+
+
+def packed_loss(model, batch: PackedBatch, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Mean next-token loss over the labelled tokens of a packed row, and their count."""
+    out = model(
+        input_ids=batch.input_ids.to(device),
+        position_ids=batch.position_ids.to(device),
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1].float()  # (1, T-1, V)
+    labels = batch.labels[:, 1:].to(device)  # (1, T-1)
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+    )
+    return loss, int((labels != -100).sum())
+
+
+def train_adapter(
+    runtime: ModelRuntime, sequences: Sequence[str], adapt: AdaptConfig, *, reset: bool = True
+) -> TrainLog:
+    """Fit the knowledge adapter to `sequences` (loss on every real token); returns the log.
+
+    With `reset` the adapter starts fresh from `adapt.seed`, so the update depends only on its
+    inputs: the same sequences and config give the same weights on CPU.
+    """
+    token_lists = tokenize_sequences(runtime, sequences, adapt.max_seq_tokens)
+    if not token_lists:
+        raise SealError("nothing to train on: every training sequence is empty")
+    if reset:
+        runtime.reset_adapter(adapt.seed)
+    params = runtime.adapter_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=adapt.learning_rate, weight_decay=adapt.weight_decay)
+    order = random.Random(adapt.seed)
+    log = TrainLog(n_sequences=len(token_lists))
+    steps_per_epoch = math.ceil(len(token_lists) / adapt.batch_size)
+    runtime.model.train()
+    start = time.perf_counter()
+    try:
+        for _ in range(adapt.epochs):
+            shuffled = list(token_lists)
+            order.shuffle(shuffled)
+            for s in range(steps_per_epoch):
+                batch = pack(shuffled[s * adapt.batch_size : (s + 1) * adapt.batch_size])
+                loss, n_loss = packed_loss(runtime.model, batch, runtime.device)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                log.losses.append(float(loss.detach()))
+                log.tokens += batch.input_ids.shape[1]
+                log.loss_tokens += n_loss
+                log.steps += 1
+    finally:
+        runtime.model.eval()
+        log.seconds = time.perf_counter() - start
+    return log

@@ -1,0 +1,329 @@
+"""The model runtime: one loaded causal LM with one LoRA knowledge adapter attached in place.
+
+Everything that touches the model goes through `ModelRuntime`: batched generation, answer scoring,
+and the adapter's life cycle (reset, save, load). The LoRA layers are injected once; an update only
+changes their weights, so nothing is re-wrapped per passage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file, save_file
+
+from agent.config import AdaptConfig, ModelConfig
+from agent.errors import SealError
+from agent.io import fsync_dir
+from agent.model_source import DEFAULT_MODEL, resolve_model_path
+
+ADAPTER = "knowledge"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class TargetScore:
+    """Log-probability of a target continuation given its prompt."""
+
+    logprob: float  # sum over the target's tokens
+    n_tokens: int
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(self.n_tokens, 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SealError("model.device is 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX, where bf16 matmuls run several times faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto': bf16 on CUDA and on CPUs with native bf16 matmuls, float32 elsewhere.
+
+    Measured on a 2-core AVX512-BF16 CPU with SmolLM2-135M: bf16 LoRA training runs 1.5x faster
+    (214 vs 145 tokens/s) and gold-answer log-probabilities differ by < 0.3 nats.
+    """
+    if name == "auto":
+        fast = device.type == "cuda" or cpu_has_fast_bf16()
+        return torch.bfloat16 if fast else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def lora_config(adapt: AdaptConfig) -> LoraConfig:
+    return LoraConfig(
+        r=adapt.rank,
+        lora_alpha=adapt.alpha,
+        lora_dropout=adapt.dropout,
+        target_modules=list(adapt.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+class ModelRuntime:
+    def __init__(self, model, tokenizer, device: torch.device, name: str, adapt: AdaptConfig):
+        self.tokenizer = tokenizer
+        self.device = device
+        self.name = name
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # generation appends on the right
+        try:
+            self.model = get_peft_model(model, lora_config(adapt), adapter_name=ADAPTER)
+        except ValueError as exc:
+            raise SealError(
+                f"cannot attach LoRA to {name}: {exc}; set adapt.target_modules to linear "
+                "layer names of this model"
+            ) from exc
+        self.adapt = adapt
+        self.model.eval()
+        self._fingerprint: str | None = None
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, model_cfg: ModelConfig, adapt: AdaptConfig) -> ModelRuntime:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if model_cfg.threads:
+            torch.set_num_threads(model_cfg.threads)
+        device = pick_device(model_cfg.device)
+        dtype = pick_dtype(model_cfg.dtype, device)
+        path = resolve_model_path(model_cfg.name, model_cfg.cache_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise SealError(
+                f"cannot load model {model_cfg.name!r} offline ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}). Give a local folder or a model already in the "
+                f"Hugging Face cache, or use model.name = '{DEFAULT_MODEL}' for the embedded "
+                "SmolLM2-135M-Instruct"
+            ) from exc
+        return cls(model.to(device), tokenizer, device, model_cfg.name, adapt)
+
+    @property
+    def base_model(self):
+        return self.model.get_base_model()
+
+    def fingerprint(self) -> str:
+        """A short hash of the base model's config and weights: adapters are only valid on it."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(self.base_model.config.to_json_string().encode())
+            with self.adapter_disabled(), torch.no_grad():
+                for name, param in self.base_model.named_parameters():
+                    if "lora_" in name:
+                        continue
+                    flat = param.detach().float().flatten()
+                    digest.update(name.encode())
+                    digest.update(flat[:: max(1, flat.numel() // 4096)].cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    # ---------------------------------------------------------------- prompts
+    def format_prompt(self, text: str, chat: bool) -> str:
+        if chat and self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+        return text
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode_left_padded(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    # ---------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        num_return_sequences: int = 1,
+        stop_at_newline: bool = False,
+        batch_size: int = 16,
+        seed: int | None = None,
+    ) -> list[list[str]]:
+        """Completions for already formatted prompts: `num_return_sequences` per prompt.
+
+        temperature 0 is greedy decoding. Prompts are left-padded into batches of `batch_size`.
+        """
+        if seed is not None:
+            torch.manual_seed(seed)
+        sampling = temperature > 0
+        kwargs = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            num_return_sequences=num_return_sequences,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if sampling:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if stop_at_newline:
+            kwargs.update(stop_strings=["\n"], tokenizer=self.tokenizer)
+        outputs: list[list[str]] = []
+        per_call = max(1, batch_size // num_return_sequences)
+        for start in range(0, len(prompts), per_call):
+            chunk = prompts[start : start + per_call]
+            batch = self._encode_left_padded(chunk)
+            out = self.model.generate(**batch, **kwargs)
+            new = out[:, batch["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i in range(len(chunk)):
+                outputs.append(texts[i * num_return_sequences : (i + 1) * num_return_sequences])
+        return outputs
+
+    # ---------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def score(
+        self, prompts: Sequence[str], targets: Sequence[str], batch_size: int = 16
+    ) -> list[TargetScore]:
+        """log p(target | prompt) for each pair, in one left-padded forward pass per batch."""
+        if len(prompts) != len(targets):
+            raise ValueError("prompts and targets must have the same length")
+        scores: list[TargetScore] = []
+        for start in range(0, len(prompts), batch_size):
+            scores.extend(
+                self._score_batch(
+                    prompts[start : start + batch_size], targets[start : start + batch_size]
+                )
+            )
+        return scores
+
+    def _score_batch(self, prompts: Sequence[str], targets: Sequence[str]) -> list[TargetScore]:
+        tok = self.tokenizer
+        rows, target_lens = [], []
+        for prompt, target in zip(prompts, targets, strict=True):
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            t_ids = tok(target, add_special_tokens=False)["input_ids"]
+            if not t_ids:
+                raise ValueError(f"empty target for prompt {prompt[:40]!r}")
+            rows.append(p_ids + t_ids)
+            target_lens.append(len(t_ids))
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):  # left padding: every target ends at the last column
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = max(target_lens) + 1  # logits only where a target token is predicted
+        logits = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=position_ids.to(self.device),
+            logits_to_keep=keep,
+            use_cache=False,
+        ).logits.float()  # (B, keep, V)
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # predicts the last keep-1 tokens
+        tail = ids[:, width - keep + 1 :].to(self.device)  # (B, keep-1)
+        picked = logprobs.gather(-1, tail.unsqueeze(-1)).squeeze(-1)
+        return [
+            TargetScore(float(picked[i, picked.shape[1] - n :].sum()), n)
+            for i, n in enumerate(target_lens)
+        ]
+
+    # ---------------------------------------------------------------- adapter life cycle
+    def adapter_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if f".{ADAPTER}." in n]
+
+    def reset_adapter(self, seed: int = 0) -> None:
+        """Fresh LoRA weights (B = 0, so the model equals its base), initialised from `seed`."""
+        torch.manual_seed(seed)
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer) and ADAPTER in module.lora_A:
+                module.reset_lora_parameters(ADAPTER, init_lora_weights=True)
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        with self.model.disable_adapter():
+            yield
+
+    def save_adapter(self, folder: Path, extra_files: dict[str, str] | None = None) -> Path:
+        """Write the adapter in PEFT format (weights + adapter_config.json) atomically."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            state = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
+            state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+            save_file(state, tmp / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()})
+            config = self.model.peft_config[ADAPTER].to_dict()
+            config["base_model_name_or_path"] = self.name
+            files = {ADAPTER_CONFIG: json.dumps(config, indent=2, default=list) + "\n"}
+            files.update(extra_files or {})
+            for name, text in files.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+            for child in tmp.iterdir():
+                with open(child, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.rename(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(folder.parent)
+        return folder
+
+    def load_adapter(self, folder: Path) -> None:
+        """Load a saved adapter into the attached LoRA layers (same rank and targets)."""
+        folder = Path(folder)
+        weights = folder / ADAPTER_WEIGHTS
+        try:
+            config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+            state = load_file(str(weights))
+        except (OSError, ValueError) as exc:
+            raise SealError(f"adapter {folder} is missing or unreadable: {exc}") from exc
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as fh:
+            saved_for = (fh.metadata() or {}).get("base_fingerprint")
+        if saved_for and saved_for != self.fingerprint():
+            raise SealError(
+                f"adapter {folder} was trained on a different base model "
+                f"(fingerprint {saved_for}, this model {self.fingerprint()})"
+            )
+        ours = self.model.peft_config[ADAPTER]
+        if config.get("r") != ours.r or set(config.get("target_modules") or []) != set(
+            ours.target_modules
+        ):
+            raise SealError(
+                f"adapter {folder} has rank {config.get('r')} on {config.get('target_modules')}; "
+                f"the runtime is configured for rank {ours.r} on {sorted(ours.target_modules)}"
+            )
+        result = set_peft_model_state_dict(self.model, state, adapter_name=ADAPTER)
+        missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
+        if missing:
+            raise SealError(f"adapter {folder} lacks {len(missing)} LoRA tensors, e.g. {missing[0]}")

@@ -1,0 +1,110 @@
+"""Closed-book answering and grading: SQuAD exact match, token F1, and gold-contained-in-answer.
+
+Normalization follows the official SQuAD v1.1 evaluation script: lower case, drop punctuation and
+the articles a/an/the, collapse whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.config import EvalConfig
+from agent.runtime import ModelRuntime
+
+# SEAL's closed-book prompt (arXiv 2506.10943, Appendix B.3).
+ANSWER_PROMPT = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:\n"
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref:
+        return float(pred == ref)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_gold(prediction: str, gold: str) -> float:
+    """1 when the normalized gold answer appears, on word boundaries, in the normalized answer."""
+    g, p = normalize_answer(gold), normalize_answer(prediction)
+    return float(bool(g) and f" {g} " in f" {p} ")
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Graded:
+    question: str
+    gold: str
+    prediction: str
+    em: float
+    f1: float
+    contained: float
+    gold_logprob: float  # mean log-probability per token of the gold answer after the prompt
+    judge: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+def question_prompt(runtime: ModelRuntime, question: str, cfg: EvalConfig) -> str:
+    return runtime.format_prompt(ANSWER_PROMPT.format(question=question), cfg.use_chat_template)
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0].strip()
+
+
+def answer_and_grade(
+    runtime: ModelRuntime, questions: Sequence[Question], cfg: EvalConfig, judge=None
+) -> list[Graded]:
+    """Greedy closed-book answers for all questions (batched), graded against their gold answers."""
+    prompts = [question_prompt(runtime, q.question, cfg) for q in questions]
+    outputs = runtime.generate(
+        prompts,
+        max_new_tokens=cfg.max_answer_tokens,
+        stop_at_newline=True,
+        batch_size=cfg.answer_batch_size,
+    )
+    answers = [first_line(out[0]) for out in outputs]
+    scores = runtime.score(prompts, [q.answer for q in questions], batch_size=cfg.answer_batch_size)
+    verdicts = (
+        judge.grade([(q.question, q.answer, a) for q, a in zip(questions, answers, strict=True)])
+        if judge is not None
+        else [None] * len(questions)
+    )
+    return [
+        Graded(
+            q.question,
+            q.answer,
+            a,
+            exact_match(a, q.answer),
+            token_f1(a, q.answer),
+            contains_gold(a, q.answer),
+            s.mean_logprob,
+            v,
+        )
+        for q, a, s, v in zip(questions, answers, scores, verdicts, strict=True)
+    ]

@@ -1,0 +1,253 @@
+"""SEAL's single-passage knowledge-incorporation protocol (arXiv 2506.10943, section 4.2).
+
+For every passage and condition, a fresh adapter is trained from the base model on that condition's
+training sequences, then the passage's questions are answered closed-book.
+
+    python evals/knowledge.py --limit 50 --out runs/knowledge \
+        --conditions base,passage,implications,teacher:gpt41,teacher:seal-iter2
+
+Conditions: `base` (no update), `passage` (the passage alone), any self-edit format name (the model
+writes its own self-edits: implications, implications-long, rewrite, self-qa), and `teacher:X`
+(self-edits read from a file shaped like SEAL's selfedits_*_eval200.json; `gpt41` and `seal-iter2`
+name the vendored ones). Writes `passages.jsonl` (one line per passage and condition),
+`results.json`, `results.md` and `config.json` to --out; rerunning resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agent.config import SealConfig, load_config, parse_overrides
+from agent.errors import SealError, run_cli
+from agent.io import append_jsonl, read_jsonl, write_atomic
+from evals.squad import EVAL200, SquadPassage, load_squad, load_teacher, resolve_teacher
+
+DEFAULT_CONDITIONS = "base,passage,implications,teacher:gpt41,teacher:seal-iter2"
+METRICS = ("contained", "em", "f1")
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str  # as given: base, passage, implications, teacher:gpt41, ...
+    kind: str  # base | format | teacher
+    teacher_file: Path | None = None
+
+
+def parse_conditions(spec: str) -> list[Condition]:
+    from policies.self_edit import FORMATS
+
+    out = []
+    for name in [c.strip() for c in spec.split(",") if c.strip()]:
+        if name == "base":
+            out.append(Condition(name, "base"))
+        elif name == "passage":
+            out.append(Condition(name, "format"))
+        elif name in FORMATS:
+            out.append(Condition(name, "format"))
+        elif name.startswith("teacher:"):
+            path = resolve_teacher(name.split(":", 1)[1])
+            if not path.is_file():
+                raise SealError(f"condition {name}: teacher file {path} does not exist")
+            out.append(Condition(name, "teacher", path))
+        else:
+            raise SealError(
+                f"unknown condition {name!r}; use base, passage, a format "
+                f"({', '.join(f for f in FORMATS if f != 'passage-only')}) or teacher:FILE"
+            )
+    if not out:
+        raise SealError("--conditions is empty")
+    return out
+
+
+# ----------------------------------------------------------------------------- aggregation
+def _micro(rows: np.ndarray) -> np.ndarray:
+    """rows: (P, 1 + M) per-passage [n_questions, sum metric...] -> micro means (M,)."""
+    return rows[:, 1:].sum(0) / max(rows[:, 0].sum(), 1)
+
+
+def summarize(
+    records: list[dict], conditions: list[str], samples: int, seed: int
+) -> dict[str, dict]:
+    """Micro-averaged metrics per condition with a 95% bootstrap interval over passages.
+
+    Passages, not questions, are resampled: questions of one passage share one adapter, so they
+    are not independent draws.
+    """
+    keys = (*METRICS, "gold_logprob")
+    rng = np.random.default_rng(seed)
+    table: dict[str, dict] = {}
+    for cond in conditions:
+        recs = sorted((r for r in records if r["condition"] == cond), key=lambda r: r["index"])
+        if not recs:
+            continue
+        rows = np.array(
+            [[len(r["graded"])] + [sum(g[k] for g in r["graded"]) for k in keys] for r in recs],
+            dtype=float,
+        )
+        point = _micro(rows)
+        draws = rng.integers(0, len(rows), size=(samples, len(rows)))
+        boots = np.stack([_micro(rows[d]) for d in draws])  # (samples, M)
+        lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+        entry: dict = {k: round(float(point[i]), 4) for i, k in enumerate(keys)}
+        entry["ci95"] = {k: [round(float(lo[i]), 4), round(float(hi[i]), 4)] for i, k in
+                         enumerate(keys)}
+        entry["n_passages"] = len(recs)
+        entry["n_questions"] = int(rows[:, 0].sum())
+        train = [r["train"]["seconds"] for r in recs if r.get("train")]
+        if train:
+            entry["train_seconds_median"] = round(float(np.median(train)), 2)
+        fallbacks = sum(1 for r in recs if (r.get("self_edit") or {}).get("fallback"))
+        if fallbacks:
+            entry["fallback_passages"] = fallbacks
+        table[cond] = entry
+    return table
+
+
+def markdown_table(table: dict[str, dict], note: str) -> str:
+    lines = [
+        "| condition | contained (95% CI) | EM (95% CI) | F1 (95% CI) | gold log-prob | passages "
+        "| questions |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, e in table.items():
+        cells = [
+            f"{100 * e[m]:.1f} [{100 * e['ci95'][m][0]:.1f}, {100 * e['ci95'][m][1]:.1f}]"
+            for m in METRICS
+        ]
+        lines.append(
+            f"| {name} | {' | '.join(cells)} | {e['gold_logprob']:.3f} | {e['n_passages']} "
+            f"| {e['n_questions']} |"
+        )
+    return "\n".join(lines) + f"\n\n{note}\n"
+
+
+# ----------------------------------------------------------------------------- the run
+def evaluate_passage(runtime, cfg: SealConfig, passage: SquadPassage, cond: Condition,
+                     teacher: list[str] | None, seed: int, judge) -> dict:
+    """Train a fresh adapter for one condition (none for base) and grade closed-book answers."""
+    from agent.inner_loop import train_adapter
+    from evals.grading import answer_and_grade
+    from policies.self_edit import FORMATS, teacher_self_edits, write_self_edits
+
+    record: dict = {"condition": cond.name}
+    if cond.kind == "base":
+        runtime.reset_adapter(cfg.adapt.seed)  # B = 0: the base model exactly
+        record["graded"] = answer_and_grade(runtime, passage.questions, cfg.eval, judge)
+        return record
+    runtime.reset_adapter(cfg.adapt.seed)  # the self-edit is written by the base model
+    start = time.perf_counter()
+    if cond.kind == "teacher":
+        completion = teacher[seed % len(teacher)]
+        edit = teacher_self_edits([completion], passage.title, passage.context, cfg.self_edit,
+                                  count_tokens=runtime.count_tokens)[0]
+    else:
+        fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name]
+        edit = write_self_edits(runtime, passage.title, passage.context, cfg.self_edit, fmt=fmt,
+                                seed=seed)[0]
+    record["self_edit_seconds"] = round(time.perf_counter() - start, 3)
+    log = train_adapter(runtime, edit.sequences, cfg.adapt)
+    start = time.perf_counter()
+    record["graded"] = answer_and_grade(runtime, passage.questions, cfg.eval, judge)
+    record["answer_seconds"] = round(time.perf_counter() - start, 3)
+    record["self_edit"] = edit.as_dict()
+    record["train"] = log.as_dict()
+    return record
+
+
+def check_resumable(out: Path, run_config: dict) -> None:
+    saved_path = out / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    ignore = {"limit", "conditions"}
+    diff = [k for k in run_config if k not in ignore and saved.get(k) != run_config[k]]
+    if diff:
+        raise SealError(
+            f"{out} holds a run with different settings ({', '.join(diff)}); "
+            "use another --out, or delete it to start over"
+        )
+
+
+def build_judge(cfg: SealConfig, runtime):
+    if cfg.eval.judge == "none":
+        return None
+    from evals.judge import make_judge
+
+    return make_judge(cfg.eval, runtime)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=EVAL200, help="SQuAD-format JSON file")
+    ap.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="comma-separated list")
+    ap.add_argument("--limit", type=int, default=None, help="first N passages only")
+    ap.add_argument("--seed", type=int, default=0, help="seed for self-edits and bootstrap")
+    ap.add_argument("--out", type=Path, default=Path("runs/knowledge"))
+    ap.add_argument("--config", type=Path, default=None, help="TOML config file")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override one config field, e.g. --set adapt.epochs=10")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # ---- setup: validate everything before loading the model
+    args = parse_args(argv)
+    cfg = load_config(args.config, parse_overrides(args.set))
+    conditions = parse_conditions(args.conditions)
+    passages = load_squad(args.data)[: args.limit]
+    teachers = {c.name: load_teacher(c.teacher_file, passages) for c in conditions
+                if c.kind == "teacher"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_config = {"data": str(args.data.resolve()), "seed": args.seed, "limit": args.limit,
+                  "conditions": [c.name for c in conditions], **cfg.model_dump(mode="json")}
+    check_resumable(args.out, run_config)
+    write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
+    log_path = args.out / "passages.jsonl"
+    done = {(r["index"], r["condition"]) for r in read_jsonl(log_path)}
+    todo = [(i, c) for i, _ in enumerate(passages) for c in conditions
+            if (i, c.name) not in done]
+    print(f"{len(passages)} passages x {len(conditions)} conditions: {len(done)} done, "
+          f"{len(todo)} to do -> {args.out}", file=sys.stderr)
+
+    # ---- run
+    if todo:
+        from tqdm import tqdm
+
+        from agent.runtime import ModelRuntime
+
+        runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+        judge = build_judge(cfg, runtime)
+        for i, cond in tqdm(todo, desc="passage x condition", unit="run", dynamic_ncols=True):
+            p = passages[i]
+            teacher = teachers[cond.name][i] if cond.kind == "teacher" else None
+            record = evaluate_passage(runtime, cfg, p, cond, teacher, args.seed, judge)
+            record["graded"] = [g.as_dict() for g in record["graded"]]
+            append_jsonl(log_path, {"index": i, "title": p.title, **record})
+
+    # ---- report
+    wanted = {c.name for c in conditions}
+    records = [r for r in read_jsonl(log_path) if r["index"] < len(passages)
+               and r["condition"] in wanted]
+    table = summarize(records, [c.name for c in conditions], cfg.eval.bootstrap_samples,
+                      args.seed)
+    note = (f"Closed-book accuracy on {args.data.name}, {len(passages)} passages, model "
+            f"{cfg.model.name}; LoRA r={cfg.adapt.rank} alpha={cfg.adapt.alpha} lr="
+            f"{cfg.adapt.learning_rate} epochs={cfg.adapt.epochs} batch={cfg.adapt.batch_size}; "
+            "intervals: 95% bootstrap over passages.")
+    write_atomic(args.out / "results.json",
+                 json.dumps({"conditions": table, "config": run_config}, indent=2) + "\n")
+    md = markdown_table(table, note)
+    write_atomic(args.out / "results.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

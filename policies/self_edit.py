@@ -1,0 +1,202 @@
+"""Self-edit formats: the prompt that asks the model for its own finetuning data, and the parsing
+of a generation into training sequences.
+
+Prompts are SEAL's (arXiv 2506.10943, Appendix B.3 and C). As in SEAL's single-passage setting a
+generation is split into items (one per line; one per "Question n:" block for self-qa), each item is
+prefixed with the passage title, and the title-prefixed passage itself is appended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from agent.config import SelfEditConfig
+from agent.errors import SealError
+from agent.runtime import ModelRuntime
+
+
+@dataclass(frozen=True)
+class SelfEditFormat:
+    name: str
+    instruction: str  # what the model is asked to do with the passage
+    cue: str  # the heading the model continues after
+    split_on_questions: bool = False  # self-qa: items are "Question n: ... Answer ..." blocks
+
+    def prompt(self, title: str, context: str) -> str:
+        if not self.instruction:
+            return ""
+        return (
+            f"Let's read the following passage and {self.instruction}\n\n"
+            f"Passage:\n{title}\n{context}\n\n{self.cue}\n"
+        )
+
+    @property
+    def generates(self) -> bool:
+        return bool(self.instruction)
+
+
+_IMPLICATIONS = "produce a list of implications derived directly or indirectly from the content."
+FORMATS: dict[str, SelfEditFormat] = {
+    f.name: f
+    for f in [
+        SelfEditFormat("implications", _IMPLICATIONS, "Implications:"),
+        SelfEditFormat(
+            "implications-long", _IMPLICATIONS.replace("a list", "a long list"), "Implications:"
+        ),
+        SelfEditFormat(
+            "rewrite",
+            "rewrite it in a few different ways, each one separated by a newline.",
+            "Rewritten passages:",
+        ),
+        SelfEditFormat(
+            "self-qa",
+            "rewrite it in a question-answer format.",
+            "Question 1:",
+            split_on_questions=True,
+        ),
+        # The control: train on the passage alone, no generation.
+        SelfEditFormat("passage-only", "", ""),
+    ]
+}
+
+
+def get_format(name: str) -> SelfEditFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise SealError(
+            f"unknown self-edit format {name!r}; choose one of {', '.join(FORMATS)}"
+        ) from None
+
+
+@dataclass
+class SelfEdit:
+    """One parsed self-edit: its items, why others were dropped, and the training sequences."""
+
+    format: str
+    raw: str
+    items: list[str]
+    sequences: list[str]
+    dropped: Counter = field(default_factory=Counter)
+    fallback: bool = False  # nothing usable parsed: trained on the passage alone
+
+    def as_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "raw": self.raw,
+            "items": self.items,
+            "dropped": dict(self.dropped),
+            "fallback": self.fallback,
+        }
+
+
+_LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.)])\s+")
+_QUESTION_SPLIT = re.compile(r"(?=^\s*\**Question\s+\d+\s*:)", re.MULTILINE | re.IGNORECASE)
+_HEADER = re.compile(r"^\W*(implications|rewritten passages|here (is|are)\b.*|sure\b.*)\W*$", re.I)
+
+
+def _raw_items(fmt: SelfEditFormat, text: str) -> list[str]:
+    if fmt.split_on_questions:
+        # The prompt ends in "Question 1:", so the generation starts inside the first block.
+        blocks = _QUESTION_SPLIT.split(f"{fmt.cue} {text.lstrip()}")
+        return [" ".join(b.split()) for b in blocks]
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    # SEAL's rule for instruct models: a first line before a "1." list is filler.
+    if len(lines) > 1 and lines[1].startswith("1.") and not lines[0].startswith("1."):
+        lines = lines[1:]
+    return [_LIST_MARKER.sub("", line).strip("* ").strip() for line in lines]
+
+
+def is_degenerate(item: str) -> bool:
+    """Looping or near-content-free text (a small model's typical failure)."""
+    words = item.lower().split()
+    if len(words) >= 8 and len(set(words)) / len(words) < 0.35:
+        return True
+    grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
+    return bool(grams) and grams.most_common(1)[0][1] >= 3
+
+
+def parse_self_edit(
+    fmt: SelfEditFormat,
+    generation: str,
+    *,
+    title: str,
+    context: str,
+    cfg: SelfEditConfig,
+    count_tokens: Callable[[str], int] = lambda s: len(s.split()),
+) -> SelfEdit:
+    """Turn one generation into training sequences, filtering empty, degenerate, repeated and
+    over-long items; with no item left, fall back to the passage alone (and say so)."""
+    items: list[str] = []
+    dropped: Counter = Counter()
+    seen = {" ".join(context.lower().split())}
+    for item in _raw_items(fmt, generation) if fmt.generates else []:
+        key = " ".join(item.lower().split())
+        if not item or _HEADER.match(item):
+            dropped["empty"] += 1
+        elif len(item) < cfg.min_item_chars:
+            dropped["short"] += 1
+        elif is_degenerate(item):
+            dropped["degenerate"] += 1
+        elif key in seen:
+            dropped["repeated"] += 1
+        elif count_tokens(item) > cfg.max_item_tokens:
+            dropped["too_long"] += 1
+        else:
+            seen.add(key)
+            items.append(item)
+    fallback = fmt.generates and not items
+    sequences = [f"{title}\n{item}" for item in items]
+    if cfg.include_passage or not sequences:
+        sequences.append(f"{title}\n{context}")
+    return SelfEdit(fmt.name, generation, items, sequences, dropped, fallback)
+
+
+def write_self_edits(
+    runtime: ModelRuntime,
+    title: str,
+    context: str,
+    cfg: SelfEditConfig,
+    *,
+    fmt: SelfEditFormat | None = None,
+    seed: int = 0,
+) -> list[SelfEdit]:
+    """Sample `cfg.num_candidates` self-edits in one batched call and parse each."""
+    if not context.strip():
+        raise SealError(f"passage {title!r} is empty: nothing to learn from")
+    fmt = fmt or get_format(cfg.format)
+    parse = lambda text: parse_self_edit(  # noqa: E731
+        fmt, text, title=title, context=context, cfg=cfg, count_tokens=runtime.count_tokens
+    )
+    if not fmt.generates:
+        return [parse("")]
+    prompt = runtime.format_prompt(fmt.prompt(title, context), chat=cfg.use_chat_template)
+    [texts] = runtime.generate(
+        [prompt],
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        num_return_sequences=cfg.num_candidates,
+        batch_size=cfg.num_candidates,
+        seed=seed,
+    )
+    return [parse(text) for text in texts]
+
+
+def teacher_self_edits(
+    completions: Sequence[str],
+    title: str,
+    context: str,
+    cfg: SelfEditConfig,
+    count_tokens: Callable[[str], int] = lambda s: len(s.split()),
+) -> list[SelfEdit]:
+    """Parse self-edits written by another model (e.g. SEAL's published GPT-4.1 implications)."""
+    fmt = FORMATS["implications"]
+    return [
+        parse_self_edit(fmt, c, title=title, context=context, cfg=cfg, count_tokens=count_tokens)
+        for c in completions
+    ]
