@@ -33,8 +33,9 @@ class ModelConfig(_Section):
         "auto", description="Where the model runs; 'auto' picks cuda when available."
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Weights dtype; 'auto' is bfloat16 on cuda and on CPUs with native bf16 "
-        "matmuls (AVX512-BF16/AMX), float32 elsewhere. LoRA weights stay float32."
+        "auto",
+        description="Weights dtype; 'auto' is bfloat16 on cuda and on CPUs with native bf16 "
+        "matmuls (AVX512-BF16/AMX), float32 elsewhere. LoRA weights stay float32.",
     )
     cache_dir: Path | None = Field(
         None,
@@ -53,8 +54,15 @@ class AdaptConfig(_Section):
     alpha: float = Field(64.0, gt=0, description="LoRA alpha; the update is scaled by alpha/r.")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout on the adapter input.")
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                 "down_proj"],
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         min_length=1,
         description="Names of the linear layers that get LoRA adapters.",
     )

@@ -107,7 +107,9 @@ class ModelRuntime:
     @classmethod
     def load(cls, model_cfg: ModelConfig, adapt: AdaptConfig) -> ModelRuntime:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a 0.3 s load needs no progress bar
         if model_cfg.threads:
             torch.set_num_threads(model_cfg.threads)
         device = pick_device(model_cfg.device)
@@ -279,7 +281,9 @@ class ModelRuntime:
         try:
             state = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
             state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-            save_file(state, tmp / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()})
+            save_file(
+                state, tmp / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()}
+            )
             config = self.model.peft_config[ADAPTER].to_dict()
             config["base_model_name_or_path"] = self.name
             files = {ADAPTER_CONFIG: json.dumps(config, indent=2, default=list) + "\n"}
@@ -326,4 +330,6 @@ class ModelRuntime:
         result = set_peft_model_state_dict(self.model, state, adapter_name=ADAPTER)
         missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
         if missing:
-            raise SealError(f"adapter {folder} lacks {len(missing)} LoRA tensors, e.g. {missing[0]}")
+            raise SealError(
+                f"adapter {folder} lacks {len(missing)} LoRA tensors, e.g. {missing[0]}"
+            )

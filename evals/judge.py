@@ -40,12 +40,14 @@ class OpenAIJudge:
         self.model, self.api_key, self.timeout = model, api_key, timeout
 
     def _ask(self, prompt: str) -> str:
-        body = json.dumps({
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": 3,
-        }).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0,
+                "max_tokens": 3,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -61,8 +63,10 @@ class OpenAIJudge:
             ) from exc
 
     def grade(self, triples: Sequence[Triple]) -> list[float]:
-        return [verdict(self._ask(JUDGE_PROMPT.format(question=q, gold=g, pred=p)))
-                for q, g, p in triples]
+        return [
+            verdict(self._ask(JUDGE_PROMPT.format(question=q, gold=g, pred=p)))
+            for q, g, p in triples
+        ]
 
 
 class LocalJudge:

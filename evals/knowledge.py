@@ -47,9 +47,7 @@ def parse_conditions(spec: str) -> list[Condition]:
     for name in [c.strip() for c in spec.split(",") if c.strip()]:
         if name == "base":
             out.append(Condition(name, "base"))
-        elif name == "passage":
-            out.append(Condition(name, "format"))
-        elif name in FORMATS:
+        elif name == "passage" or name in FORMATS:
             out.append(Condition(name, "format"))
         elif name.startswith("teacher:"):
             path = resolve_teacher(name.split(":", 1)[1])
@@ -96,8 +94,9 @@ def summarize(
         boots = np.stack([_micro(rows[d]) for d in draws])  # (samples, M)
         lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
         entry: dict = {k: round(float(point[i]), 4) for i, k in enumerate(keys)}
-        entry["ci95"] = {k: [round(float(lo[i]), 4), round(float(hi[i]), 4)] for i, k in
-                         enumerate(keys)}
+        entry["ci95"] = {
+            k: [round(float(lo[i]), 4), round(float(hi[i]), 4)] for i, k in enumerate(keys)
+        }
         entry["n_passages"] = len(recs)
         entry["n_questions"] = int(rows[:, 0].sum())
         train = [r["train"]["seconds"] for r in recs if r.get("train")]
@@ -129,8 +128,15 @@ def markdown_table(table: dict[str, dict], note: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the run
-def evaluate_passage(runtime, cfg: SealConfig, passage: SquadPassage, cond: Condition,
-                     teacher: list[str] | None, seed: int, judge) -> dict:
+def evaluate_passage(
+    runtime,
+    cfg: SealConfig,
+    passage: SquadPassage,
+    cond: Condition,
+    teacher: list[str] | None,
+    seed: int,
+    judge,
+) -> dict:
     """Train a fresh adapter for one condition (none for base) and grade closed-book answers."""
     from agent.inner_loop import train_adapter
     from evals.grading import answer_and_grade
@@ -145,12 +151,18 @@ def evaluate_passage(runtime, cfg: SealConfig, passage: SquadPassage, cond: Cond
     start = time.perf_counter()
     if cond.kind == "teacher":
         completion = teacher[seed % len(teacher)]
-        edit = teacher_self_edits([completion], passage.title, passage.context, cfg.self_edit,
-                                  count_tokens=runtime.count_tokens)[0]
+        edit = teacher_self_edits(
+            [completion],
+            passage.title,
+            passage.context,
+            cfg.self_edit,
+            count_tokens=runtime.count_tokens,
+        )[0]
     else:
         fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name]
-        edit = write_self_edits(runtime, passage.title, passage.context, cfg.self_edit, fmt=fmt,
-                                seed=seed)[0]
+        edit = write_self_edits(
+            runtime, passage.title, passage.context, cfg.self_edit, fmt=fmt, seed=seed
+        )[0]
     record["self_edit_seconds"] = round(time.perf_counter() - start, 3)
     log = train_adapter(runtime, edit.sequences, cfg.adapt)
     start = time.perf_counter()
@@ -191,8 +203,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed for self-edits and bootstrap")
     ap.add_argument("--out", type=Path, default=Path("runs/knowledge"))
     ap.add_argument("--config", type=Path, default=None, help="TOML config file")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="override one config field, e.g. --set adapt.epochs=10")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field, e.g. --set adapt.epochs=10",
+    )
     return ap.parse_args(argv)
 
 
@@ -202,19 +219,27 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, parse_overrides(args.set))
     conditions = parse_conditions(args.conditions)
     passages = load_squad(args.data)[: args.limit]
-    teachers = {c.name: load_teacher(c.teacher_file, passages) for c in conditions
-                if c.kind == "teacher"}
+    teachers = {
+        c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    run_config = {"data": str(args.data.resolve()), "seed": args.seed, "limit": args.limit,
-                  "conditions": [c.name for c in conditions], **cfg.model_dump(mode="json")}
+    run_config = {
+        "data": str(args.data.resolve()),
+        "seed": args.seed,
+        "limit": args.limit,
+        "conditions": [c.name for c in conditions],
+        **cfg.model_dump(mode="json"),
+    }
     check_resumable(args.out, run_config)
     write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
     log_path = args.out / "passages.jsonl"
     done = {(r["index"], r["condition"]) for r in read_jsonl(log_path)}
-    todo = [(i, c) for i, _ in enumerate(passages) for c in conditions
-            if (i, c.name) not in done]
-    print(f"{len(passages)} passages x {len(conditions)} conditions: {len(done)} done, "
-          f"{len(todo)} to do -> {args.out}", file=sys.stderr)
+    todo = [(i, c) for i, _ in enumerate(passages) for c in conditions if (i, c.name) not in done]
+    print(
+        f"{len(passages)} passages x {len(conditions)} conditions: {len(done)} done, "
+        f"{len(todo)} to do -> {args.out}",
+        file=sys.stderr,
+    )
 
     # ---- run
     if todo:
@@ -233,16 +258,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- report
     wanted = {c.name for c in conditions}
-    records = [r for r in read_jsonl(log_path) if r["index"] < len(passages)
-               and r["condition"] in wanted]
-    table = summarize(records, [c.name for c in conditions], cfg.eval.bootstrap_samples,
-                      args.seed)
-    note = (f"Closed-book accuracy on {args.data.name}, {len(passages)} passages, model "
-            f"{cfg.model.name}; LoRA r={cfg.adapt.rank} alpha={cfg.adapt.alpha} lr="
-            f"{cfg.adapt.learning_rate} epochs={cfg.adapt.epochs} batch={cfg.adapt.batch_size}; "
-            "intervals: 95% bootstrap over passages.")
-    write_atomic(args.out / "results.json",
-                 json.dumps({"conditions": table, "config": run_config}, indent=2) + "\n")
+    records = [
+        r for r in read_jsonl(log_path) if r["index"] < len(passages) and r["condition"] in wanted
+    ]
+    table = summarize(records, [c.name for c in conditions], cfg.eval.bootstrap_samples, args.seed)
+    note = (
+        f"Closed-book accuracy on {args.data.name}, {len(passages)} passages, model "
+        f"{cfg.model.name}; LoRA r={cfg.adapt.rank} alpha={cfg.adapt.alpha} lr="
+        f"{cfg.adapt.learning_rate} epochs={cfg.adapt.epochs} batch={cfg.adapt.batch_size}; "
+        "intervals: 95% bootstrap over passages."
+    )
+    write_atomic(
+        args.out / "results.json",
+        json.dumps({"conditions": table, "config": run_config}, indent=2) + "\n",
+    )
     md = markdown_table(table, note)
     write_atomic(args.out / "results.md", md)
     print(md)

@@ -1,0 +1,30 @@
+"""The `seal` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent import demo
+from agent.errors import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="seal", description="A language model that learns from what it reads (SEAL)."
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    demo.add_arguments(
+        sub.add_parser("demo", help="learn one passage; show closed-book answers before/after")
+    )
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"demo": demo.run_demo}
+    return run_cli(lambda: commands[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

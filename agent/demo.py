@@ -1,0 +1,169 @@
+"""`seal demo`: one passage learned end to end, with closed-book answers before and after.
+
+setup (config, passage, model) -> run (answer, self-edit, update, answer again) -> report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+import time
+from pathlib import Path
+
+from agent.config import load_config, parse_overrides
+from agent.errors import SealError
+from evals.grading import Graded, Question
+from evals.squad import EVAL200, SquadPassage, load_squad
+
+MAX_DOCUMENT_BYTES = 200_000  # a demo passage; long documents are the agent's job (`seal chat`)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--file", type=Path, help="SQuAD-format .json or a plain .txt passage")
+    ap.add_argument("--index", type=int, default=0, help="which passage of a .json file")
+    ap.add_argument("--question", action="append", default=[], help="question (.txt input)")
+    ap.add_argument("--answer", action="append", default=[], help="gold answer, per --question")
+    ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="adapter + config go here")
+    ap.add_argument("--config", type=Path, help="TOML config file")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+
+
+def _text_passage(path: Path, questions: list[str], answers: list[str]) -> SquadPassage:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SealError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise SealError(
+            f"{path} is {len(raw)} bytes; the demo takes one passage "
+            f"(at most {MAX_DOCUMENT_BYTES} bytes)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SealError(f"{path} is not UTF-8 text (binary file?)") from None
+    if "\x00" in text or not text.strip():
+        raise SealError(f"{path} is empty or binary: nothing to learn from")
+    if not questions:
+        raise SealError(f"{path} is plain text: give the questions to ask with --question")
+    if answers and len(answers) != len(questions):
+        raise SealError("give one --answer per --question, or none")
+    gold = answers or [""] * len(questions)
+    qs = tuple(Question(q, a) for q, a in zip(questions, gold, strict=True))
+    return SquadPassage(path.stem.replace("_", " "), " ".join(text.split()), qs)
+
+
+def choose_passage(args: argparse.Namespace) -> SquadPassage:
+    path = args.file or EVAL200
+    if path.suffix.lower() != ".json":
+        return _text_passage(path, args.question, args.answer)
+    passages = load_squad(path)
+    if not 0 <= args.index < len(passages):
+        raise SealError(
+            f"--index {args.index} is out of range: {path} has {len(passages)} passages"
+        )
+    return passages[args.index]
+
+
+def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
+    cut = lambda s, n: s if len(s) <= n else s[: n - 1] + "\u2026"  # noqa: E731
+    line = f"  Q: {g0.question}\n"
+    if has_gold:
+        line += f"     gold: {g0.gold}\n"
+    line += f"     before: {cut(g0.prediction, 70):<72}"
+    line += (
+        f"[{'correct' if g0.contained else '-'}, log p(gold) {g0.gold_logprob:.2f}]\n"
+        if has_gold
+        else "\n"
+    )
+    line += f"     after:  {cut(g1.prediction, 70):<72}"
+    line += (
+        f"[{'correct' if g1.contained else '-'}, log p(gold) {g1.gold_logprob:.2f}]"
+        if has_gold
+        else ""
+    )
+    return line
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from agent.inner_loop import train_adapter
+    from agent.runtime import ModelRuntime
+    from evals.grading import answer_and_grade
+    from policies.self_edit import write_self_edits
+
+    # ---- setup
+    cfg = load_config(args.config, parse_overrides(args.set))
+    passage = choose_passage(args)
+    has_gold = all(q.answer for q in passage.questions)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+    timings["load model"] = time.perf_counter() - start
+    print(
+        f"model {cfg.model.name} on {runtime.device} ({runtime.base_model.dtype}), "
+        f"self-edit format '{cfg.self_edit.format}'\n"
+    )
+    print(f"Passage: {passage.title}")
+    print(textwrap.indent(textwrap.fill(passage.context, 96), "  ") + "\n")
+
+    # ---- run
+    def timed(label, fn):
+        t = time.perf_counter()
+        result = fn()
+        timings[label] = time.perf_counter() - t
+        return result
+
+    score = (
+        (lambda qs: answer_and_grade(runtime, qs, cfg.eval))
+        if has_gold
+        else (
+            lambda qs: answer_and_grade(runtime, [Question(q.question, "?") for q in qs], cfg.eval)
+        )
+    )
+    runtime.reset_adapter(cfg.adapt.seed)
+    before = timed("answer before", lambda: score(passage.questions))
+    [edit] = timed(
+        "write self-edit",
+        lambda: write_self_edits(
+            runtime,
+            passage.title,
+            passage.context,
+            cfg.self_edit.model_copy(update={"num_candidates": 1}),
+        ),
+    )
+    fallback = ", none usable: fell back to the passage alone" if edit.fallback else ""
+    print(f"Self-edit ({len(edit.items)} items{fallback}):")
+    for item in edit.items[:12]:
+        print(textwrap.fill(item, 96, initial_indent="  - ", subsequent_indent="    "))
+    if len(edit.items) > 12:
+        print(f"  ... and {len(edit.items) - 12} more")
+    log = timed("train LoRA", lambda: train_adapter(runtime, edit.sequences, cfg.adapt))
+    after = timed("answer after", lambda: score(passage.questions))
+
+    # ---- report
+    print(
+        f"\nTrained on {log.n_sequences} sequences, {log.tokens} tokens, {log.steps} steps: "
+        f"loss {log.losses[0]:.2f} -> {log.losses[-1]:.2f} ({log.tokens_per_second:.0f} tok/s)\n"
+    )
+    print("Closed-book answers, before -> after the update:")
+    for g0, g1 in zip(before, after, strict=True):
+        print(_row(g0, g1, has_gold))
+    if has_gold:
+        n = len(before)
+        b, a = sum(g.contained for g in before), sum(g.contained for g in after)
+        lp0 = sum(g.gold_logprob for g in before) / n
+        lp1 = sum(g.gold_logprob for g in after) / n
+        print(
+            f"\ncorrect (gold contained): {b:.0f}/{n} -> {a:.0f}/{n};  "
+            f"mean log p(gold) per token: {lp0:.2f} -> {lp1:.2f}"
+        )
+    folder = runtime.save_adapter(args.out / "adapter")
+    cfg.save(args.out / "config.json")
+    total = sum(v for k, v in timings.items() if k != "load model")
+    print(
+        "\ntimings: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + f"; inner loop {total:.1f} s"
+    )
+    print(f"adapter saved to {folder} (resolved config in {args.out / 'config.json'})")
+    return 0
