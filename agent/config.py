@@ -188,6 +188,8 @@ def load_config(
     env = _env_overrides(dict(os.environ if environ is None else environ))
     if env:
         source += " + SEAL_* environment"
+    if overrides:
+        source += " + command-line overrides"
     data = _merge(_merge(data, env), overrides or {})
     try:
         return SealConfig.model_validate(data)

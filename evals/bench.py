@@ -94,7 +94,7 @@ def seal_recipe_train(runtime, sequences: list[str], adapt: AdaptConfig, epochs:
             per_device_train_batch_size=adapt.batch_size,
             num_train_epochs=epochs,
             learning_rate=adapt.learning_rate,
-            logging_steps=1,
+            logging_strategy="no",
             save_strategy="no",
             report_to=[],
             seed=adapt.seed,
