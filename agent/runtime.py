@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from agent.config import AdaptConfig, ModelConfig
@@ -308,12 +309,13 @@ class ModelRuntime:
         try:
             config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
             state = load_file(str(weights))
-        except (OSError, ValueError) as exc:
-            raise SealError(f"adapter {folder} is missing or unreadable: {exc}") from exc
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as fh:
-            saved_for = (fh.metadata() or {}).get("base_fingerprint")
+            with safe_open(str(weights), framework="pt") as fh:
+                saved_for = (fh.metadata() or {}).get("base_fingerprint")
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise SealError(
+                f"adapter {folder} is missing or unreadable ({weights.name}: {exc}): it may be "
+                "truncated or corrupted; restore it from a backup or train it again"
+            ) from exc
         if saved_for and saved_for != self.fingerprint():
             raise SealError(
                 f"adapter {folder} was trained on a different base model "

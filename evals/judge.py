@@ -7,9 +7,9 @@ report numbers).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
@@ -56,7 +56,15 @@ class OpenAIJudge:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 reply = json.loads(resp.read())
             return reply["choices"][0]["message"]["content"] or ""
-        except (urllib.error.URLError, TimeoutError, KeyError, IndexError, ValueError) as exc:
+        except (
+            OSError,  # includes urllib's URLError
+            http.client.HTTPException,
+            TimeoutError,
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+        ) as exc:
             raise SealError(
                 f"judge endpoint {self.url} failed ({exc}); check eval.judge_url and the API key, "
                 "or set eval.judge = 'none'"

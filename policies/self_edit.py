@@ -95,6 +95,7 @@ class SelfEdit:
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.)])\s+")
 _QUESTION_SPLIT = re.compile(r"(?=^\s*\**Question\s+\d+\s*:)", re.MULTILINE | re.IGNORECASE)
+_QUESTION_LABEL = re.compile(r"^\**Question\s+\d+\s*:\**\s*", re.IGNORECASE)
 _HEADER = re.compile(r"^\W*(implications|rewritten passages|here (is|are)\b.*|sure\b.*)\W*$", re.I)
 
 
@@ -102,7 +103,7 @@ def _raw_items(fmt: SelfEditFormat, text: str) -> list[str]:
     if fmt.split_on_questions:
         # The prompt ends in "Question 1:", so the generation starts inside the first block.
         blocks = _QUESTION_SPLIT.split(f"{fmt.cue} {text.lstrip()}")
-        return [" ".join(b.split()) for b in blocks]
+        return [" ".join(b.split()) for b in blocks if b.strip()]
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     # SEAL's rule for instruct models: a first line before a "1." list is filler.
@@ -135,12 +136,13 @@ def parse_self_edit(
     dropped: Counter = Counter()
     seen = {" ".join(context.lower().split())}
     for item in _raw_items(fmt, generation) if fmt.generates else []:
-        key = " ".join(item.lower().split())
-        if not item or _HEADER.match(item):
+        body = _QUESTION_LABEL.sub("", item)  # self-qa: judge the content, not its label
+        key = " ".join(body.lower().split())
+        if not body or _HEADER.match(body):
             dropped["empty"] += 1
-        elif len(item) < cfg.min_item_chars:
+        elif len(body) < cfg.min_item_chars:
             dropped["short"] += 1
-        elif is_degenerate(item):
+        elif is_degenerate(body):
             dropped["degenerate"] += 1
         elif key in seen:
             dropped["repeated"] += 1

@@ -53,6 +53,16 @@ CHAT_TEMPLATE = (
 )
 
 
+def pytest_configure(config):
+    # The tiny model gains nothing from a second thread, and on a busy 2-core machine torch's
+    # spinning worker threads stall a 10 ms training step for seconds.
+    torch.set_num_threads(1)
+    # peft calls a transformers method that transformers 5 deprecates; not ours to fix.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+    )
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -83,6 +93,10 @@ def build_model(tokenizer, seed: int = 0) -> LlamaForCausalLM:
         vocab_size=len(tokenizer),
         max_position_embeddings=256,
         tie_word_embeddings=True,
+        # With the default 0.02 the tied output embeddings are so small that logits stay within
+        # about +-1.3, so no LoRA update can push a token's log-probability above about -5: a
+        # fact could never be learned. 0.3 lets one sentence be memorized in a few steps.
+        initializer_range=0.3,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -96,6 +110,18 @@ def tiny_adapt(**changes) -> AdaptConfig:
         rank=8, alpha=16, target_modules=TARGET_MODULES, learning_rate=1e-2, epochs=3, batch_size=2
     )
     return AdaptConfig(**{**fields, **changes})
+
+
+@pytest.fixture(name="tiny_adapt")
+def tiny_adapt_fixture():
+    """Factory for the tests' AdaptConfig: `tiny_adapt(epochs=10)` changes single fields."""
+    return tiny_adapt
+
+
+@pytest.fixture(scope="session")
+def other_base_model(tiny_tokenizer) -> LlamaForCausalLM:
+    """A second tiny model: same architecture and tokenizer, different weights."""
+    return build_model(tiny_tokenizer, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +140,9 @@ def make_runtime(tiny_model, tiny_tokenizer):
 
     def make(adapt: AdaptConfig | None = None, model=None) -> ModelRuntime:
         base = copy.deepcopy(tiny_model if model is None else model)
-        return ModelRuntime(base, tiny_tokenizer, torch.device("cpu"), "tiny", adapt or tiny_adapt())
+        return ModelRuntime(
+            base, tiny_tokenizer, torch.device("cpu"), "tiny", adapt or tiny_adapt()
+        )
 
     return make
 

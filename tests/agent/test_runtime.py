@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+
+from agent.errors import SealError
+from agent.inner_loop import train_adapter
+from agent.runtime import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+PROMPTS = ["The capital of France is", "Rome is a city on the river Tiber. The tower in"]
+FACTS = ["The capital of Italy is Rome.", "The bridge in Rome was built in 1990."]
+
+
+def logits(runtime, text: str = PROMPTS[1]) -> torch.Tensor:
+    ids = runtime.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        return runtime.model(input_ids=ids, use_cache=False).logits[0]
+
+
+@pytest.fixture
+def trained(runtime, tiny_adapt):
+    train_adapter(runtime, FACTS, tiny_adapt(epochs=2))
+    return runtime
+
+
+@pytest.fixture
+def saved(trained, tmp_path):
+    return trained.save_adapter(tmp_path / "adapter")
+
+
+def test_save_then_load_gives_identical_logits(trained, saved, make_runtime, tiny_adapt):
+    expected = logits(trained)
+    assert (saved / ADAPTER_WEIGHTS).is_file() and (saved / ADAPTER_CONFIG).is_file()
+    other = make_runtime()
+    train_adapter(other, ["Many people visit the museum every year."], tiny_adapt(seed=3))
+    assert not torch.equal(logits(other), expected)
+    other.load_adapter(saved)
+    assert torch.equal(logits(other), expected)
+
+
+def test_save_writes_peft_config_and_extra_files(trained, tmp_path):
+    folder = trained.save_adapter(tmp_path / "a", extra_files={"notes.txt": "hello"})
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    assert config["r"] == 8 and config["base_model_name_or_path"] == "tiny"
+    assert (folder / "notes.txt").read_text() == "hello"
+    trained.save_adapter(folder)  # overwriting an adapter replaces the folder
+    assert not (folder / "notes.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # no temporary folder left behind
+
+
+def test_reset_adapter_restores_base_logits(trained):
+    with trained.adapter_disabled():
+        base = logits(trained)
+    assert not torch.allclose(logits(trained), base)
+    trained.reset_adapter()
+    assert torch.equal(logits(trained), base)
+
+
+def test_load_refuses_other_rank(saved, make_runtime, tiny_adapt):
+    other = make_runtime(tiny_adapt(rank=4))
+    with pytest.raises(SealError, match="rank 8"):
+        other.load_adapter(saved)
+
+
+def test_load_refuses_adapter_of_other_base_model(other_base_model, make_runtime, tmp_path):
+    stranger = make_runtime(model=other_base_model)
+    folder = stranger.save_adapter(tmp_path / "stranger")
+    ours = make_runtime()
+    assert ours.fingerprint() != stranger.fingerprint()
+    with pytest.raises(SealError, match="different base model"):
+        ours.load_adapter(folder)
+
+
+def test_load_refuses_missing_adapter(runtime, tmp_path):
+    with pytest.raises(SealError, match="missing or unreadable"):
+        runtime.load_adapter(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_load_refuses_damaged_weights_file(saved, runtime, damage):
+    weights = saved / ADAPTER_WEIGHTS
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x07" * 64)
+    with pytest.raises(SealError, match=ADAPTER_WEIGHTS.replace(".", r"\.")):
+        runtime.load_adapter(saved)
+
+
+def test_generate_returns_requested_number_of_completions(runtime):
+    out = runtime.generate(PROMPTS, max_new_tokens=4, temperature=1.0, num_return_sequences=3)
+    assert len(out) == len(PROMPTS)
+    assert all(len(texts) == 3 and all(isinstance(t, str) for t in texts) for texts in out)
+
+
+def test_greedy_generation_is_deterministic(trained):
+    first = trained.generate(PROMPTS, max_new_tokens=6)
+    assert first == trained.generate(PROMPTS, max_new_tokens=6)
+    assert [len(texts) for texts in first] == [1, 1]
+
+
+def test_sampling_with_a_seed_is_reproducible(runtime):
+    a = runtime.generate(PROMPTS[:1], max_new_tokens=6, temperature=1.0, seed=5)
+    b = runtime.generate(PROMPTS[:1], max_new_tokens=6, temperature=1.0, seed=5)
+    assert a == b
+
+
+def test_score_matches_manual_log_softmax(trained):
+    prompt, target = PROMPTS[0], " Paris."
+    tok = trained.tokenizer
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    t_ids = tok(target, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = trained.model(input_ids=torch.tensor([p_ids + t_ids]), use_cache=False).logits[0]
+    logprobs = torch.log_softmax(out.float(), dim=-1)
+    expected = sum(float(logprobs[len(p_ids) - 1 + i, t]) for i, t in enumerate(t_ids))
+    [score] = trained.score([prompt], [target])
+    assert score.n_tokens == len(t_ids) == 2
+    assert score.logprob == pytest.approx(expected, abs=1e-4)
+    assert score.mean_logprob == pytest.approx(expected / 2, abs=1e-4)
+
+
+def test_batched_score_equals_one_at_a_time(trained):
+    prompts = [PROMPTS[0], PROMPTS[1], "Which river flows through Rome?"]
+    targets = [" Paris.", " 1889 and the museum in Paris has many old paintings.", " Tiber"]
+    batched = trained.score(prompts, targets)
+    single = [trained.score([p], [t])[0] for p, t in zip(prompts, targets, strict=True)]
+    for b, s in zip(batched, single, strict=True):
+        assert b.n_tokens == s.n_tokens
+        assert b.logprob == pytest.approx(s.logprob, abs=1e-4)
+    in_twos = trained.score(prompts, targets, batch_size=2)
+    assert [s.logprob for s in in_twos] == pytest.approx([s.logprob for s in batched], abs=1e-4)

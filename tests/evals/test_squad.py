@@ -1,0 +1,133 @@
+import json
+
+import pytest
+
+from agent.errors import SealError
+from evals.grading import Question
+from evals.squad import EVAL200, TEACHERS, load_squad, load_teacher, resolve_teacher
+
+PASSAGE = {
+    "title": "Paris",
+    "context": "The capital of France is Paris.",
+    "questions": [{"question": "What is the capital of France?", "answer": "Paris"}],
+}
+
+
+def write(tmp_path, data, name="data.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+def test_loads_squad_shaped_file(squad_file):
+    passages = load_squad(squad_file)
+    assert [p.title for p in passages] == ["Paris", "Rome"]
+    assert passages[0].questions[1] == Question("When was the tower built?", "1889")
+    assert passages[1].context.startswith("The capital of Italy is Rome.")
+
+
+@pytest.mark.parametrize(
+    ("data", "fragments"),
+    [
+        ([without(PASSAGE, "context")], ["passage 0", "'context'"]),
+        ([PASSAGE, without(PASSAGE, "questions")], ["passage 1", "'questions'"]),
+        ([without(PASSAGE, "title")], ["passage 0", "'title'"]),
+        (
+            [{**PASSAGE, "questions": [{"question": "Who?"}]}],
+            ["passage 0.questions[0]", "'answer'"],
+        ),
+        ([{**PASSAGE, "questions": ["Who?"]}], ["passage 0.questions[0]", "'question'"]),
+        ([{**PASSAGE, "questions": []}], ["passage 0 has no questions"]),
+        ([{**PASSAGE, "questions": "Who?"}], ["passage 0.questions must be a list"]),
+        ([{**PASSAGE, "context": 7}], ["passage 0.context must be a str"]),
+        ([{**PASSAGE, "context": "  "}], ["passage 0 has an empty context"]),
+        (["just a string"], ["passage 0", "'context'"]),
+        ({"data": [PASSAGE]}, ["must hold a non-empty JSON list"]),
+        ([], ["must hold a non-empty JSON list"]),
+        ("[{'title': 'single quotes'}]", ["is not valid UTF-8 JSON"]),
+    ],
+)
+def test_malformed_file_names_file_and_field(tmp_path, data, fragments):
+    path = write(tmp_path, data)
+    with pytest.raises(SealError) as info:
+        load_squad(path)
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_binary_file_is_not_json(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(SealError, match="not valid UTF-8 JSON"):
+        load_squad(path)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "absent.json"
+    with pytest.raises(SealError, match=f"SQuAD data file {path} does not exist"):
+        load_squad(path)
+
+
+def test_vendored_eval_set():
+    passages = load_squad(EVAL200)
+    assert len(passages) == 200
+    assert sum(len(p.questions) for p in passages) == 974
+    assert all(p.title and p.context.strip() and p.questions for p in passages)
+
+
+def test_vendored_teachers_cover_the_eval_set():
+    passages = load_squad(EVAL200)[:3]
+    for spec in TEACHERS:
+        completions = load_teacher(resolve_teacher(spec), passages)
+        assert len(completions) == 3 and all(completions)
+
+
+def test_resolve_teacher():
+    assert resolve_teacher("gpt41") == TEACHERS["gpt41"]
+    assert str(resolve_teacher("my/teacher.json")) == "my/teacher.json"
+
+
+def test_teacher_is_matched_by_context_not_order(tmp_path, squad_file):
+    passages = load_squad(squad_file)
+    teacher = [
+        {"title": p.title, "context": p.context, "completions": [f"1. about {p.title}"]}
+        for p in reversed(passages)
+    ]
+    teacher.append({"context": "Unrelated passage.", "completions": ["1. unrelated"]})
+    path = write(tmp_path, teacher, "teacher.json")
+    assert load_teacher(path, passages) == [["1. about Paris"], ["1. about Rome"]]
+
+
+def test_teacher_missing_a_passage(tmp_path, squad_file):
+    passages = load_squad(squad_file)
+    path = write(tmp_path, [{"context": passages[0].context, "completions": ["1. x"]}], "t.json")
+    with pytest.raises(SealError, match="no completions for 1 of the 2 passages") as info:
+        load_teacher(path, passages)
+    assert "passage 1" in str(info.value) and str(path) in str(info.value)
+
+
+def test_teacher_with_empty_completions_counts_as_missing(tmp_path, squad_file):
+    passages = load_squad(squad_file)
+    path = write(tmp_path, [{"context": p.context, "completions": []} for p in passages], "t.json")
+    with pytest.raises(SealError, match="no completions for 2 of the 2 passages"):
+        load_teacher(path, passages)
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ({"context": "c"}, "entry 0 has no 'completions' field"),
+        ({"completions": ["x"]}, "entry 0 has no 'context' field"),
+        ({"context": "c", "completions": [1, 2]}, "entry 0.completions must be a list of strings"),
+    ],
+)
+def test_malformed_teacher_file(tmp_path, squad_file, entry, fragment):
+    path = write(tmp_path, [entry], "t.json")
+    with pytest.raises(SealError, match=fragment.replace("[", r"\[").replace(".", r"\.")):
+        load_teacher(path, load_squad(squad_file))
