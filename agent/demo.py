@@ -88,7 +88,7 @@ def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     from agent.inner_loop import train_adapter
     from agent.runtime import ModelRuntime
-    from evals.grading import answer_and_grade
+    from evals.grading import answer_and_grade, mean_of
     from policies.self_edit import write_self_edits
 
     # ---- setup
@@ -113,15 +113,12 @@ def run_demo(args: argparse.Namespace) -> int:
         timings[label] = time.perf_counter() - t
         return result
 
-    score = (
-        (lambda qs: answer_and_grade(runtime, qs, cfg.eval))
-        if has_gold
-        else (
-            lambda qs: answer_and_grade(runtime, [Question(q.question, "?") for q in qs], cfg.eval)
-        )
+    # Without gold answers there is nothing to score; a placeholder keeps scoring well-defined.
+    asked = (
+        passage.questions if has_gold else [Question(q.question, "?") for q in passage.questions]
     )
     runtime.reset_adapter(cfg.adapt.seed)
-    before = timed("answer before", lambda: score(passage.questions))
+    before = timed("answer before", lambda: answer_and_grade(runtime, asked, cfg.eval))
     [edit] = timed(
         "write self-edit",
         lambda: write_self_edits(
@@ -138,7 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if len(edit.items) > 12:
         print(f"  ... and {len(edit.items) - 12} more")
     log = timed("train LoRA", lambda: train_adapter(runtime, edit.sequences, cfg.adapt))
-    after = timed("answer after", lambda: score(passage.questions))
+    after = timed("answer after", lambda: answer_and_grade(runtime, asked, cfg.eval))
 
     # ---- report
     print(
@@ -151,8 +148,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if has_gold:
         n = len(before)
         b, a = sum(g.contained for g in before), sum(g.contained for g in after)
-        lp0 = sum(g.gold_logprob for g in before) / n
-        lp1 = sum(g.gold_logprob for g in after) / n
+        lp0, lp1 = mean_of(before, "gold_logprob"), mean_of(after, "gold_logprob")
         print(
             f"\ncorrect (gold contained): {b:.0f}/{n} -> {a:.0f}/{n};  "
             f"mean log p(gold) per token: {lp0:.2f} -> {lp1:.2f}"

@@ -113,27 +113,20 @@ def seal_recipe_train(runtime, sequences: list[str], adapt: AdaptConfig, epochs:
     return seconds
 
 
-def contained(graded) -> float:
-    return sum(g.contained for g in graded) / len(graded)
-
-
-def mean_logprob(graded) -> float:
-    return sum(g.gold_logprob for g in graded) / len(graded)
-
-
 def bench_inner_loop(
     cfg: SealConfig, passages: list[SquadPassage], compare_epochs: int, seal_recipe: bool, seed: int
 ) -> dict:
     from agent.inner_loop import train_adapter
     from agent.runtime import ModelRuntime
-    from evals.grading import answer_and_grade
+    from evals.grading import answer_and_grade, mean_of
     from policies.self_edit import write_self_edits
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
     device, dtype = runtime.device, runtime.base_model.dtype
+    dtype_name = str(dtype).removeprefix("torch.")
     peaks = {"float32": matmul_peak_gflops(torch.float32, device)}
     if dtype != torch.float32:
-        peaks[str(dtype).removeprefix("torch.")] = matmul_peak_gflops(dtype, device)
+        peaks[dtype_name] = matmul_peak_gflops(dtype, device)
     n_params = matmul_params(runtime.model)
 
     per_passage, edits = [], []
@@ -163,7 +156,7 @@ def bench_inner_loop(
             "train_tokens": log.tokens,
             "n_sequences": log.n_sequences,
             "tokens_per_s": log.tokens_per_second,
-            "contained": contained(graded),
+            "contained": mean_of(graded, "contained"),
         }
         per_passage.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
         print(
@@ -181,7 +174,7 @@ def bench_inner_loop(
             "processor": platform.processor(),
             "torch_threads": torch.get_num_threads(),
             "device": str(device),
-            "dtype": str(dtype).removeprefix("torch."),
+            "dtype": dtype_name,
         },
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
         "matmul_params": n_params,
@@ -194,9 +187,7 @@ def bench_inner_loop(
         "train_tokens_per_s": round(train_tok / train_sec, 1),
         "train_gflops": round(achieved, 1),
         "train_fraction_of_fp32_peak": round(achieved / peaks["float32"], 3),
-        "train_fraction_of_own_dtype_peak": round(
-            achieved / peaks[str(dtype).removeprefix("torch.")], 3
-        ),
+        "train_fraction_of_own_dtype_peak": round(achieved / peaks[dtype_name], 3),
     }
 
     if seal_recipe:
@@ -223,10 +214,10 @@ def bench_inner_loop(
                     "index": i,
                     "ours_train_s": round(log.seconds, 3),
                     "seal_train_s": round(seal_s, 3),
-                    "ours_contained": contained(ours),
-                    "seal_contained": contained(theirs),
-                    "ours_gold_logprob": round(mean_logprob(ours), 4),
-                    "seal_gold_logprob": round(mean_logprob(theirs), 4),
+                    "ours_contained": mean_of(ours, "contained"),
+                    "seal_contained": mean_of(theirs, "contained"),
+                    "ours_gold_logprob": round(mean_of(ours, "gold_logprob"), 4),
+                    "seal_gold_logprob": round(mean_of(theirs, "gold_logprob"), 4),
                 }
             )
             print(

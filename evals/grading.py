@@ -69,6 +69,11 @@ class Graded:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(self).items()}
 
 
+def mean_of(graded: Sequence[Graded], field: str) -> float:
+    """Mean of one per-question score (e.g. "contained", "gold_logprob") over graded answers."""
+    return sum(getattr(g, field) for g in graded) / len(graded)
+
+
 def question_prompt(runtime: ModelRuntime, question: str, cfg: EvalConfig) -> str:
     return runtime.format_prompt(ANSWER_PROMPT.format(question=question), cfg.use_chat_template)
 

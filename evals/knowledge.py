@@ -143,11 +143,11 @@ def evaluate_passage(
     from policies.self_edit import FORMATS, teacher_self_edits, write_self_edits
 
     record: dict = {"condition": cond.name}
+    # B = 0: the base model exactly, which answers for `base` and writes the self-edits.
+    runtime.reset_adapter(cfg.adapt.seed)
     if cond.kind == "base":
-        runtime.reset_adapter(cfg.adapt.seed)  # B = 0: the base model exactly
         record["graded"] = answer_and_grade(runtime, passage.questions, cfg.eval, judge)
         return record
-    runtime.reset_adapter(cfg.adapt.seed)  # the self-edit is written by the base model
     start = time.perf_counter()
     if cond.kind == "teacher":
         completion = teacher[seed % len(teacher)]
