@@ -133,11 +133,37 @@ class EvalConfig(_Section):
     bootstrap_samples: int = Field(2000, ge=100, description="Resamples for 95% intervals.")
 
 
+class StoreConfig(_Section):
+    home: Path | None = Field(
+        None,
+        description="State folder (ledger, passages, adapters); default $SEAL_HOME, else "
+        "$XDG_DATA_HOME/seal-agent (~/.local/share/seal-agent).",
+    )
+    namespace: str = Field("user", min_length=1, description="Knowledge namespace of passages.")
+    passage_words: int = Field(
+        160, ge=16, le=2000, description="Documents are split into passages of about this size."
+    )
+    near_duplicate_similarity: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Cosine similarity at which a passage is reported as a near "
+        "duplicate of a stored one.",
+    )
+    keep_versions: int = Field(
+        20,
+        ge=1,
+        description="Garbage collection keeps this many recent adapter versions, plus "
+        "the current one and every pinned one.",
+    )
+
+
 class SealConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     self_edit: SelfEditConfig = Field(default_factory=SelfEditConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.config import load_config, parse_overrides
 from agent.errors import SealError
+from agent.io import read_text_file
 from evals.grading import Graded, Question
 from evals.squad import EVAL200, SquadPassage, load_squad
 
@@ -29,21 +30,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def _text_passage(path: Path, questions: list[str], answers: list[str]) -> SquadPassage:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SealError(f"cannot read {path}: {exc.strerror}") from None
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise SealError(
-            f"{path} is {len(raw)} bytes; the demo takes one passage "
-            f"(at most {MAX_DOCUMENT_BYTES} bytes)"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SealError(f"{path} is not UTF-8 text (binary file?)") from None
-    if "\x00" in text or not text.strip():
-        raise SealError(f"{path} is empty or binary: nothing to learn from")
+    text = read_text_file(path, MAX_DOCUMENT_BYTES)
     if not questions:
         raise SealError(f"{path} is plain text: give the questions to ask with --question")
     if answers and len(answers) != len(questions):

@@ -274,22 +274,28 @@ class ModelRuntime:
         with self.model.disable_adapter():
             yield
 
+    def write_adapter_files(self, folder: Path) -> None:
+        """Write the adapter in PEFT format (weights + adapter_config.json) into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        state = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        save_file(
+            state, folder / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()}
+        )
+        config = self.model.peft_config[ADAPTER].to_dict()
+        config["base_model_name_or_path"] = self.name
+        (folder / ADAPTER_CONFIG).write_text(
+            json.dumps(config, indent=2, default=list) + "\n", encoding="utf-8"
+        )
+
     def save_adapter(self, folder: Path, extra_files: dict[str, str] | None = None) -> Path:
-        """Write the adapter in PEFT format (weights + adapter_config.json) atomically."""
+        """Write the adapter (and `extra_files`) to `folder` atomically: all of it or nothing."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
-            state = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
-            state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-            save_file(
-                state, tmp / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()}
-            )
-            config = self.model.peft_config[ADAPTER].to_dict()
-            config["base_model_name_or_path"] = self.name
-            files = {ADAPTER_CONFIG: json.dumps(config, indent=2, default=list) + "\n"}
-            files.update(extra_files or {})
-            for name, text in files.items():
+            self.write_adapter_files(tmp)
+            for name, text in (extra_files or {}).items():
                 (tmp / name).write_text(text, encoding="utf-8")
             for child in tmp.iterdir():
                 with open(child, "rb") as fh:

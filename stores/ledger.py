@@ -1,0 +1,688 @@
+"""The ledger: one SQLite file recording what the agent read, wrote and learned, and why.
+
+Tables: documents, passages, self_edits, adapter_versions, updates (with the self-edits each one
+trained on), probes, eval_runs and events (rollbacks, forgets, pins, imports). WAL mode, foreign
+keys on, `synchronous=FULL`; the schema is versioned by `PRAGMA user_version` and upgraded by the
+ordered `MIGRATIONS` when a writer opens the file. Every multi-row write is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.errors import SealError
+
+DOCUMENT_STATUSES = ("stored", "self_edited", "learned", "rejected", "forgotten")
+DECISIONS = ("accept", "rollback")
+
+
+def _migrate_v1(db: sqlite_utils.Database) -> None:
+    db["documents"].create(
+        {
+            "id": int,
+            "namespace": str,
+            "source": str,
+            "uri": str,
+            "title": str,
+            "content_hash": str,
+            "chars": int,
+            "fetched_at": float,
+            "added_at": float,
+            "status": str,
+            "status_reason": str,
+            "forgotten_at": float,
+        },
+        pk="id",
+        not_null={"namespace", "source", "content_hash", "added_at", "status"},
+    )
+    # A document is known once per namespace; a forgotten one may be read again.
+    db.execute(
+        "CREATE UNIQUE INDEX documents_live_hash ON documents(namespace, content_hash) "
+        "WHERE forgotten_at IS NULL"
+    )
+    db["passages"].create(
+        {
+            "id": int,
+            "document_id": int,
+            "idx": int,
+            "text": str,
+            "content_hash": str,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("document_id", "documents", "id")],
+        not_null={"document_id", "idx", "text", "content_hash", "created_at"},
+    )
+    db["self_edits"].create(
+        {
+            "id": int,
+            "document_id": int,
+            "passage_id": int,
+            "format": str,
+            "text": str,
+            "sequences": str,
+            "policy_version": str,
+            "reward": float,
+            "excluded": int,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("document_id", "documents", "id"), ("passage_id", "passages", "id")],
+        not_null={"document_id", "format", "sequences", "excluded", "created_at"},
+        defaults={"excluded": 0},
+    )
+    db["adapter_versions"].create(
+        {
+            "version": int,
+            "parent": int,
+            "base_fingerprint": str,
+            "manifest_sha256": str,
+            "created_at": float,
+            "pinned": int,
+            "collected_at": float,
+            "note": str,
+        },
+        pk="version",
+        foreign_keys=[("parent", "adapter_versions", "version")],
+        not_null={"base_fingerprint", "manifest_sha256", "created_at", "pinned"},
+        defaults={"pinned": 0},
+    )
+    # Named pointers to versions; "current" is the adapter the agent answers with (NULL: base).
+    db["pointers"].create(
+        {"name": str, "version": int},
+        pk="name",
+        foreign_keys=[("version", "adapter_versions", "version")],
+    )
+    db["updates"].create(
+        {
+            "id": int,
+            "version": int,
+            "parent_version": int,
+            "strategy": str,
+            "n_sequences": int,
+            "n_replay": int,
+            "losses": str,
+            "seconds": float,
+            "retention_before": str,
+            "retention_after": str,
+            "decision": str,
+            "reason": str,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[
+            ("version", "adapter_versions", "version"),
+            ("parent_version", "adapter_versions", "version"),
+        ],
+        not_null={"decision", "created_at"},
+    )
+    db["update_self_edits"].create(
+        {"update_id": int, "self_edit_id": int, "role": str},
+        pk=("update_id", "self_edit_id"),
+        foreign_keys=[("update_id", "updates", "id"), ("self_edit_id", "self_edits", "id")],
+        not_null={"role"},
+    )
+    db["probes"].create(
+        {
+            "id": int,
+            "document_id": int,
+            "passage_id": int,
+            "question": str,
+            "answer": str,
+            "origin": str,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("document_id", "documents", "id"), ("passage_id", "passages", "id")],
+        not_null={"document_id", "question", "answer", "origin", "created_at"},
+    )
+    db["eval_runs"].create(
+        {
+            "id": int,
+            "kind": str,
+            "adapter_version": int,
+            "config": str,
+            "results": str,
+            "started_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"kind", "started_at"},
+    )
+    db["events"].create(
+        {"id": int, "at": float, "kind": str, "subject": str, "detail": str},
+        pk="id",
+        not_null={"at", "kind"},
+    )
+    for table, columns in [
+        ("passages", ["document_id"]),
+        ("self_edits", ["document_id"]),
+        ("probes", ["document_id"]),
+        ("updates", ["version"]),
+        ("update_self_edits", ["self_edit_id"]),
+    ]:
+        db[table].create_index(columns)
+
+
+# Migration i upgrades a ledger from schema version i to i + 1; append, never edit.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class ReplayItem:
+    self_edit_id: int
+    document_id: int
+    sequences: list[str]
+    created_at: float
+
+
+class Ledger:
+    """The SQLite ledger. Writers hold the state's lock; readers open it with `read_only=True`."""
+
+    def __init__(self, path: Path, *, read_only: bool = False):
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise SealError(f"ledger {self.path} does not exist")
+        try:
+            if read_only:
+                conn = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+                )
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise SealError(
+                f"ledger {self.path} cannot be opened ({exc}): the file is damaged or not a seal "
+                "ledger; restore the state with `seal import`, or move the folder away"
+            ) from exc
+        self.db = sqlite_utils.Database(conn)
+        if version > SCHEMA_VERSION:
+            raise SealError(
+                f"ledger {self.path} has schema version {version}, newer than this seal-agent "
+                f"understands ({SCHEMA_VERSION}); upgrade seal-agent"
+            )
+        if version == 0 and tables - {"sqlite_sequence"}:
+            raise SealError(
+                f"{self.path} is an SQLite file that seal did not create; move it away or use "
+                "another --home"
+            )
+        if version < SCHEMA_VERSION:
+            if read_only:
+                raise SealError(
+                    f"ledger {self.path} has schema version {version}; run any writing seal "
+                    "command once to upgrade it"
+                )
+            with self.transaction():
+                for migrate in MIGRATIONS[version:]:
+                    migrate(self.db)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """All writes inside commit together or not at all (nested blocks use savepoints)."""
+        if self.read_only:
+            raise SealError(f"ledger {self.path} is open read-only")
+        with self.db.atomic():
+            yield self.db
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        with self.transaction():
+            return self.db[table].insert(row).last_pk
+
+    def _row(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def integrity_errors(self) -> list[str]:
+        """SQLite's own consistency check plus foreign-key violations; empty when healthy."""
+        found = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+        errors = [] if found == ["ok"] else found
+        errors += [f"foreign key: {r}" for r in self.db.execute("PRAGMA foreign_key_check")]
+        return errors
+
+    # documents and passages
+
+    def find_document(self, namespace: str, content_hash: str) -> dict[str, Any] | None:
+        return self._row(
+            "SELECT * FROM documents WHERE namespace = ? AND content_hash = ? "
+            "AND forgotten_at IS NULL",
+            [namespace, content_hash],
+        )
+
+    def add_document(
+        self,
+        *,
+        namespace: str,
+        source: str,
+        uri: str | None,
+        title: str | None,
+        content_hash: str,
+        chars: int,
+        passages: Sequence[tuple[str, str]],
+        fetched_at: float | None = None,
+    ) -> tuple[int, list[int]]:
+        """Insert a document and its (text, content hash) passages in one transaction."""
+        now = time.time()
+        with self.transaction():
+            doc_id = (
+                self.db["documents"]
+                .insert(
+                    {
+                        "namespace": namespace,
+                        "source": source,
+                        "uri": uri,
+                        "title": title,
+                        "content_hash": content_hash,
+                        "chars": chars,
+                        "fetched_at": fetched_at,
+                        "added_at": now,
+                        "status": "stored",
+                    }
+                )
+                .last_pk
+            )
+            ids = [
+                self.db["passages"]
+                .insert(
+                    {
+                        "document_id": doc_id,
+                        "idx": i,
+                        "text": text,
+                        "content_hash": digest,
+                        "created_at": now,
+                    }
+                )
+                .last_pk
+                for i, (text, digest) in enumerate(passages)
+            ]
+        return doc_id, ids
+
+    def document(self, document_id: int) -> dict[str, Any]:
+        row = self._row("SELECT * FROM documents WHERE id = ?", [document_id])
+        if row is None:
+            raise SealError(f"no document {document_id} in {self.path}; `seal history` lists them")
+        return row
+
+    def documents(self, *, include_forgotten: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_forgotten else "WHERE forgotten_at IS NULL"
+        return list(self.db.query(f"SELECT * FROM documents {where} ORDER BY id"))
+
+    def set_document_status(self, document_id: int, status: str, reason: str | None = None):
+        if status not in DOCUMENT_STATUSES:
+            raise ValueError(f"unknown document status {status!r}")
+        with self.transaction():
+            self.db["documents"].update(document_id, {"status": status, "status_reason": reason})
+
+    def passages(self, document_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT * FROM passages WHERE document_id = ? ORDER BY idx", [document_id]
+            )
+        )
+
+    def live_passages(self, namespace: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT p.* FROM passages p JOIN documents d ON d.id = p.document_id "
+                "WHERE d.namespace = ? AND d.forgotten_at IS NULL ORDER BY p.id",
+                [namespace],
+            )
+        )
+
+    def forget_document(self, document_id: int) -> dict[str, int]:
+        """Delete the document's passages and probes, exclude its self-edits from replay."""
+        doc = self.document(document_id)
+        if doc["forgotten_at"] is not None:
+            raise SealError(f"document {document_id} was already forgotten")
+        now = time.time()
+        with self.transaction():
+            probes = self.db.execute(
+                "DELETE FROM probes WHERE document_id = ?", [document_id]
+            ).rowcount
+            self.db.execute(
+                "UPDATE self_edits SET passage_id = NULL, excluded = 1 WHERE document_id = ?",
+                [document_id],
+            )
+            edits = self.db.execute(
+                "SELECT count(*) FROM self_edits WHERE document_id = ?", [document_id]
+            ).fetchone()[0]
+            passages = self.db.execute(
+                "DELETE FROM passages WHERE document_id = ?", [document_id]
+            ).rowcount
+            self.db["documents"].update(
+                document_id,
+                {"status": "forgotten", "status_reason": "seal forget", "forgotten_at": now},
+            )
+            counts = {"passages": passages, "probes": probes, "self_edits_excluded": edits}
+            self.add_event("forget", f"document {document_id}", {"title": doc["title"], **counts})
+        return counts
+
+    # self-edits, probes, evaluation runs
+
+    def add_self_edit(
+        self,
+        *,
+        document_id: int,
+        format: str,
+        text: str,
+        sequences: Sequence[str],
+        passage_id: int | None = None,
+        policy_version: str | None = None,
+        reward: float | None = None,
+    ) -> int:
+        return self._insert(
+            "self_edits",
+            {
+                "document_id": document_id,
+                "passage_id": passage_id,
+                "format": format,
+                "text": text,
+                "sequences": _json(list(sequences)),
+                "policy_version": policy_version,
+                "reward": reward,
+                "excluded": 0,
+                "created_at": time.time(),
+            },
+        )
+
+    def add_probe(
+        self,
+        *,
+        document_id: int,
+        question: str,
+        answer: str,
+        origin: str,
+        passage_id: int | None = None,
+    ) -> int:
+        if origin not in ("dataset", "generated"):
+            raise ValueError(f"probe origin must be 'dataset' or 'generated', not {origin!r}")
+        return self._insert(
+            "probes",
+            {
+                "document_id": document_id,
+                "passage_id": passage_id,
+                "question": question,
+                "answer": answer,
+                "origin": origin,
+                "created_at": time.time(),
+            },
+        )
+
+    def probes(self, document_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.db.query("SELECT * FROM probes WHERE document_id = ? ORDER BY id", [document_id])
+        )
+
+    def start_eval_run(self, kind: str, config: dict, adapter_version: int | None) -> int:
+        return self._insert(
+            "eval_runs",
+            {
+                "kind": kind,
+                "adapter_version": adapter_version,
+                "config": _json(config),
+                "started_at": time.time(),
+            },
+        )
+
+    def finish_eval_run(self, run_id: int, results: dict) -> None:
+        with self.transaction():
+            self.db["eval_runs"].update(
+                run_id, {"results": _json(results), "finished_at": time.time()}
+            )
+
+    # adapter versions and updates
+
+    def add_adapter_version(
+        self,
+        version: int,
+        *,
+        parent: int | None,
+        base_fingerprint: str,
+        manifest_sha256: str,
+        created_at: float,
+        note: str | None = None,
+    ) -> None:
+        with self.transaction():
+            self.db["adapter_versions"].insert(
+                {
+                    "version": version,
+                    "parent": parent,
+                    "base_fingerprint": base_fingerprint,
+                    "manifest_sha256": manifest_sha256,
+                    "created_at": created_at,
+                    "pinned": 0,
+                    "note": note,
+                }
+            )
+
+    def adapter_version(self, version: int) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM adapter_versions WHERE version = ?", [version])
+
+    def adapter_versions(self, *, include_collected: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_collected else "WHERE collected_at IS NULL"
+        return list(self.db.query(f"SELECT * FROM adapter_versions {where} ORDER BY version"))
+
+    def max_adapter_version(self) -> int:
+        return self.db.execute("SELECT coalesce(max(version), 0) FROM adapter_versions").fetchone()[
+            0
+        ]
+
+    def pointer(self, name: str) -> int | None:
+        row = self._row("SELECT version FROM pointers WHERE name = ?", [name])
+        return row["version"] if row else None
+
+    def set_pointer(self, name: str, version: int | None) -> None:
+        with self.transaction():
+            self.db["pointers"].upsert({"name": name, "version": version}, pk="name")
+
+    def set_pinned(self, version: int, pinned: bool) -> None:
+        with self.transaction():
+            self.db["adapter_versions"].update(version, {"pinned": int(pinned)})
+            self.add_event("pin" if pinned else "unpin", f"version {version}")
+
+    def mark_collected(self, versions: Sequence[int]) -> None:
+        now = time.time()
+        with self.transaction():
+            for version in versions:
+                self.db["adapter_versions"].update(version, {"collected_at": now})
+            if versions:
+                self.add_event("gc", "versions " + ", ".join(map(str, versions)))
+
+    def record_update(
+        self,
+        *,
+        decision: str,
+        reason: str,
+        version: int | None,
+        parent_version: int | None,
+        n_sequences: int,
+        new_self_edits: Sequence[int] = (),
+        replay_self_edits: Sequence[int] = (),
+        strategy: str | None = None,
+        losses: Sequence[float] = (),
+        seconds: float | None = None,
+        retention_before: Any = None,
+        retention_after: Any = None,
+    ) -> int:
+        """One update attempt: what it trained on, the evidence, and whether it was kept."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}")
+        with self.transaction():
+            update_id = (
+                self.db["updates"]
+                .insert(
+                    {
+                        "version": version,
+                        "parent_version": parent_version,
+                        "strategy": strategy,
+                        "n_sequences": n_sequences,
+                        "n_replay": len(replay_self_edits),
+                        "losses": _json(list(losses)),
+                        "seconds": seconds,
+                        "retention_before": _json(retention_before),
+                        "retention_after": _json(retention_after),
+                        "decision": decision,
+                        "reason": reason,
+                        "created_at": time.time(),
+                    }
+                )
+                .last_pk
+            )
+            links = [(i, "new") for i in new_self_edits] + [
+                (i, "replay") for i in replay_self_edits
+            ]
+            self.db["update_self_edits"].insert_all(
+                {"update_id": update_id, "self_edit_id": i, "role": role} for i, role in links
+            )
+            if decision == "accept" and new_self_edits:
+                self.db.execute(
+                    "UPDATE documents SET status = 'learned', status_reason = ? WHERE id IN "
+                    "(SELECT document_id FROM self_edits WHERE id IN "
+                    f"({','.join('?' * len(new_self_edits))}))",
+                    [f"update {update_id}", *new_self_edits],
+                )
+        return update_id
+
+    def add_event(self, kind: str, subject: str, detail: Any = None) -> int:
+        return self._insert(
+            "events", {"at": time.time(), "kind": kind, "subject": subject, "detail": _json(detail)}
+        )
+
+    # queries the rest of the system needs
+
+    def replay_pool(self, *, exclude_documents: Sequence[int] = ()) -> list[ReplayItem]:
+        """Self-edits that an accepted update trained on, minus forgotten documents' ones."""
+        rows = self.db.query(
+            "SELECT DISTINCT s.id, s.document_id, s.sequences, s.created_at FROM self_edits s "
+            "JOIN update_self_edits l ON l.self_edit_id = s.id AND l.role = 'new' "
+            "JOIN updates u ON u.id = l.update_id AND u.decision = 'accept' "
+            "WHERE s.excluded = 0 ORDER BY s.id"
+        )
+        skip = set(exclude_documents)
+        return [
+            ReplayItem(r["id"], r["document_id"], json.loads(r["sequences"]), r["created_at"])
+            for r in rows
+            if r["document_id"] not in skip
+        ]
+
+    def sample_replay(
+        self,
+        n: int,
+        *,
+        seed: int,
+        half_life_s: float | None = None,
+        exclude_documents: Sequence[int] = (),
+    ) -> list[ReplayItem]:
+        """`n` replay self-edits without repetition: uniform, or recency-weighted by half-life."""
+        pool = self.replay_pool(exclude_documents=exclude_documents)
+        rng = random.Random(seed)
+        if n >= len(pool):
+            return pool
+        if half_life_s is None:
+            return rng.sample(pool, n)
+        newest = max(item.created_at for item in pool)
+        # Weighted sampling without replacement: keep the n largest u ** (1 / w) keys.
+        keyed = [
+            (rng.random() ** (1 / 0.5 ** ((newest - it.created_at) / half_life_s)), it)
+            for it in pool
+        ]
+        return [it for _, it in sorted(keyed, key=lambda kv: kv[0], reverse=True)[:n]]
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Updates and events, newest first."""
+        rows = list(
+            self.db.query(
+                "SELECT 'update' AS kind, created_at AS at, id, version, parent_version, "
+                "decision, reason, n_sequences, n_replay, seconds, NULL AS subject, "
+                "NULL AS detail FROM updates "
+                "UNION ALL SELECT kind, at, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "subject, detail FROM events ORDER BY at DESC, id DESC"
+                + (f" LIMIT {int(limit)}" if limit else "")
+            )
+        )
+        for row in rows:
+            if row["detail"]:
+                row["detail"] = json.loads(row["detail"])
+        return rows
+
+    def provenance(self, version: int) -> list[dict[str, Any]]:
+        """The chain from `version` back to the base: each version, its update, and the
+        documents whose self-edits it trained on (new and replayed)."""
+        chain = []
+        current: int | None = version
+        while current:
+            row = self.adapter_version(current)
+            if row is None:
+                raise SealError(f"no adapter version {current} in the ledger")
+            update = self._row(
+                "SELECT * FROM updates WHERE version = ? ORDER BY id DESC LIMIT 1", [current]
+            )
+            documents = []
+            if update:
+                documents = list(
+                    self.db.query(
+                        "SELECT DISTINCT d.id, d.title, d.uri, d.source, l.role, d.forgotten_at "
+                        "FROM update_self_edits l JOIN self_edits s ON s.id = l.self_edit_id "
+                        "JOIN documents d ON d.id = s.document_id WHERE l.update_id = ? "
+                        "ORDER BY l.role, d.id",
+                        [update["id"]],
+                    )
+                )
+            chain.append({"version": row, "update": update, "documents": documents})
+            current = row["parent"]
+        return chain
+
+    def versions_trained_on(self, document_id: int) -> list[int]:
+        """Adapter versions whose own update trained on this document's self-edits."""
+        return [
+            r["version"]
+            for r in self.db.query(
+                "SELECT DISTINCT u.version FROM updates u "
+                "JOIN update_self_edits l ON l.update_id = u.id "
+                "JOIN self_edits s ON s.id = l.self_edit_id "
+                "WHERE s.document_id = ? AND u.version IS NOT NULL ORDER BY u.version",
+                [document_id],
+            )
+        ]
+
+    def counts(self) -> dict[str, int]:
+        q = {
+            "documents": "SELECT count(*) FROM documents WHERE forgotten_at IS NULL",
+            "forgotten_documents": "SELECT count(*) FROM documents WHERE forgotten_at IS NOT NULL",
+            "passages": "SELECT count(*) FROM passages",
+            "self_edits": "SELECT count(*) FROM self_edits",
+            "updates_accepted": "SELECT count(*) FROM updates WHERE decision = 'accept'",
+            "updates_rolled_back": "SELECT count(*) FROM updates WHERE decision = 'rollback'",
+            "adapter_versions": "SELECT count(*) FROM adapter_versions WHERE collected_at IS NULL",
+            "probes": "SELECT count(*) FROM probes",
+        }
+        return {name: self.db.execute(sql).fetchone()[0] for name, sql in q.items()}

@@ -1,0 +1,286 @@
+"""The state folder: the agent's whole memory under one directory, opened by one writer at a time.
+
+    HOME/seal-home.json   marker: this folder is a seal state, and its format version
+    HOME/lock             held (flock) by the one writing process; it names that process
+    HOME/ledger.sqlite    the ledger (stores.ledger)
+    HOME/vectors/         the passage store (stores.passages, chromadb)
+    HOME/adapters/        the adapter store (stores.adapters)
+
+A writer takes the lock, upgrades the ledger, and recovers what a killed writer left half-done.
+Readers (`seal status`, a read-only chat) take no lock. A folder that is not empty and has no
+marker, or whose marker is damaged, is refused: it is never silently reset.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import SealError
+from agent.io import write_atomic
+from stores.adapters import AdapterStore
+from stores.ledger import Ledger
+
+if TYPE_CHECKING:
+    from stores.passages import PassageStore
+
+MARKER = "seal-home.json"
+FORMAT = "seal-agent-state"
+FORMAT_VERSION = 1
+LEDGER = "ledger.sqlite"
+VECTORS = "vectors"
+ADAPTERS = "adapters"
+LOCK = "lock"
+
+
+def default_home(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("SEAL_HOME"):
+        return Path(env["SEAL_HOME"]).expanduser()
+    data = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser() / "seal-agent"
+
+
+def read_marker(home: Path) -> dict[str, Any]:
+    path = home / MARKER
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SealError(
+            f"{path} is damaged ({exc}); the state in {home} is left as it is: restore it with "
+            "`seal import ARCHIVE --home NEW_FOLDER`, or repair the file by hand"
+        ) from exc
+    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+        raise SealError(f"{path} does not describe a seal state folder; use another --home")
+    if marker.get("version", 0) > FORMAT_VERSION:
+        raise SealError(
+            f"{home} was written by a newer seal-agent (state format {marker['version']}, this "
+            f"one reads {FORMAT_VERSION}); upgrade seal-agent"
+        )
+    return marker
+
+
+def check_home(home: Path, *, create: bool) -> bool:
+    """True when `home` holds a seal state; creates one when asked and the folder is empty."""
+    if home.exists() and not home.is_dir():
+        raise SealError(f"--home {home} is a file, not a folder")
+    if (home / MARKER).exists():
+        read_marker(home)
+        return True
+    if home.exists() and any(home.iterdir()):
+        raise SealError(
+            f"{home} is not empty and is not a seal state folder (no {MARKER}); "
+            "use an empty or new folder as --home"
+        )
+    if not create:
+        return False
+    home.mkdir(parents=True, exist_ok=True)
+    marker = {"format": FORMAT, "version": FORMAT_VERSION, "created_at": time.time()}
+    write_atomic(home / MARKER, json.dumps(marker, indent=2) + "\n")
+    return True
+
+
+class WriterLock:
+    """An exclusive flock on HOME/lock; the kernel drops it when the process dies, even by -9."""
+
+    def __init__(self, home: Path):
+        self.path = home / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise SealError(
+                f"{self.path.parent} is in use by {holder}; wait for it to finish or stop it "
+                "(read-only commands such as `seal status` work meanwhile)"
+            ) from None
+        os.ftruncate(fd, 0)
+        command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
+        os.pwrite(fd, f"pid {os.getpid()} ({command})\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass
+class DocumentResult:
+    document_id: int | None
+    passage_ids: list[int] = field(default_factory=list)
+    duplicate_of: int | None = None  # an identical document already stored
+    near_duplicates: list[tuple[int, int, float]] = field(default_factory=list)
+    refused_passages: list[tuple[int, int]] = field(default_factory=list)
+
+
+def split_passages(text: str, max_words: int) -> list[str]:
+    """Whole paragraphs packed into passages of at most `max_words` words; longer ones are cut."""
+    pieces = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        words = paragraph.split()
+        pieces += [words[i : i + max_words] for i in range(0, len(words), max_words)]
+    passages: list[str] = []
+    current: list[list[str]] = []
+    for piece in pieces:
+        if current and sum(map(len, current)) + len(piece) > max_words:
+            passages.append("\n\n".join(" ".join(words) for words in current))
+            current = []
+        current.append(piece)
+    if current:
+        passages.append("\n\n".join(" ".join(words) for words in current))
+    return passages
+
+
+class State:
+    """Ledger, passage store and adapter store of one home folder.
+
+    Open with `State.open(home)` for writing (takes the lock, recovers) or
+    `State.open(home, read_only=True)`; use as a context manager or call `close()`."""
+
+    def __init__(self, home: Path, ledger: Ledger, lock: WriterLock | None, recovered: list[str]):
+        self.home = home
+        self.ledger = ledger
+        self.adapters = AdapterStore(home / ADAPTERS, ledger)
+        self.lock = lock
+        self.recovered = recovered
+        self._passages: PassageStore | None = None
+
+    @classmethod
+    def open(cls, home: Path, *, read_only: bool = False) -> State:
+        home = Path(home).expanduser()
+        if not check_home(home, create=not read_only):
+            raise SealError(
+                f"no seal state in {home} yet; it is created by the first command that stores "
+                "something (or pass --home)"
+            )
+        if read_only:
+            return cls(home, Ledger(home / LEDGER, read_only=True), None, [])
+        lock = WriterLock(home)
+        lock.acquire()
+        try:
+            ledger = Ledger(home / LEDGER)
+            state = cls(home, ledger, lock, [])
+            state.recovered = state.adapters.recover()
+        except BaseException:
+            lock.release()
+            raise
+        return state
+
+    @property
+    def read_only(self) -> bool:
+        return self.lock is None
+
+    @property
+    def passages(self) -> PassageStore:
+        """The vector store, opened on first use (chromadb takes a few seconds to import)."""
+        if self._passages is None:
+            from stores.passages import PassageStore
+
+            self._passages = PassageStore(self.home / VECTORS)
+        return self._passages
+
+    def close(self) -> None:
+        self.ledger.close()
+        if self.lock:
+            self.lock.release()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add_document(
+        self,
+        text: str,
+        *,
+        source: str,
+        namespace: str,
+        passage_words: int,
+        uri: str | None = None,
+        title: str | None = None,
+        fetched_at: float | None = None,
+    ) -> DocumentResult:
+        """Store a document: ledger rows first, then vectors (the ledger is the source of truth).
+
+        An identical document already stored is not stored again (`duplicate_of` says which)."""
+        from stores.passages import PassageRecord, content_hash
+
+        if not text.strip():
+            raise SealError(f"document {uri or title or ''} is empty; nothing to store".strip())
+        digest = content_hash(text)
+        known = self.ledger.find_document(namespace, digest)
+        if known:
+            return DocumentResult(None, duplicate_of=known["id"])
+        chunks = split_passages(text, passage_words)
+        doc_id, ids = self.ledger.add_document(
+            namespace=namespace,
+            source=source,
+            uri=uri,
+            title=title,
+            content_hash=digest,
+            chars=len(text),
+            passages=[(chunk, content_hash(chunk)) for chunk in chunks],
+            fetched_at=fetched_at,
+        )
+        now = time.time()
+        added = self.passages.add(
+            namespace,
+            [PassageRecord(i, doc_id, chunk, now) for i, chunk in zip(ids, chunks, strict=True)],
+        )
+        return DocumentResult(
+            doc_id,
+            passage_ids=ids,
+            near_duplicates=added.near_duplicates,
+            refused_passages=added.duplicates,
+        )
+
+    def reconcile_vectors(self, namespace: str) -> dict[str, int]:
+        """Make the vector store match the ledger after a crash between the two writes."""
+        from stores.passages import PassageRecord
+
+        rows = {r["id"]: r for r in self.ledger.live_passages(namespace)}
+        stored = self.passages.passage_ids(namespace)
+        stale = stored - rows.keys()
+        missing = [rows[i] for i in sorted(rows.keys() - stored)]
+        self.passages.delete_passages(namespace, stale)
+        if missing:
+            self.passages.add(
+                namespace,
+                [
+                    PassageRecord(r["id"], r["document_id"], r["text"], r["created_at"])
+                    for r in missing
+                ],
+            )
+        return {"removed": len(stale), "added": len(missing)}
+
+    def forget(self, document_id: int) -> dict[str, Any]:
+        """Remove a document's passages and vectors; its self-edits leave the replay pool."""
+        doc = self.ledger.document(document_id)
+        counts = self.ledger.forget_document(document_id)
+        counts["vectors"] = self.passages.delete_document(doc["namespace"], document_id)
+        counts["trained_into"] = self.ledger.versions_trained_on(document_id)
+        return counts
+
+    def disk_bytes(self) -> dict[str, int]:
+        def size(path: Path) -> int:
+            if path.is_file():
+                return path.stat().st_size
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+        ledger = sum(size(p) for p in self.home.glob(LEDGER + "*"))
+        vectors = size(self.home / VECTORS) if (self.home / VECTORS).exists() else 0
+        adapters = self.adapters.disk_bytes()
+        return {"ledger": ledger, "vectors": vectors, "adapters": adapters}
