@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import SealConfig, load_config, parse_overrides
+from agent.errors import SealError
 from stores.adapters import BASE
 from stores.state import State, check_home, default_home
 
@@ -53,11 +54,18 @@ def status(args: argparse.Namespace) -> int:
     with State.open(home, read_only=True) as state:
         current = state.adapters.current()
         row = state.ledger.adapter_version(current) if current else None
+        damage = None
+        if current:
+            try:
+                state.adapters.verify(current)
+            except SealError as exc:
+                damage = str(exc)
         info: dict[str, Any] = {
             "home": str(home),
             "model": cfg.model.name,
             "current_version": current,
             "current": row,
+            "current_damage": damage,
             "counts": state.ledger.counts(),
             "disk_bytes": state.disk_bytes(),
         }
@@ -71,6 +79,8 @@ def status(args: argparse.Namespace) -> int:
             f"adapter: v{current} (from {parent}, {_when(row['created_at'])}, base "
             f"{row['base_fingerprint'][:12]}){' pinned' if row['pinned'] else ''}"
         )
+        if damage:
+            print(f"WARNING: {damage}")
     else:
         print("adapter: none (the base model answers)")
     c = info["counts"]

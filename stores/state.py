@@ -74,13 +74,18 @@ def check_home(home: Path, *, create: bool) -> bool:
     if (home / MARKER).exists():
         read_marker(home)
         return True
-    if home.exists() and any(home.iterdir()):
+    entries = list(home.iterdir()) if home.exists() else []
+    # A writer killed while creating the marker leaves only the marker's temporary file behind.
+    leftovers = [p for p in entries if p.name.startswith(f".{MARKER}.")]
+    if len(leftovers) < len(entries):
         raise SealError(
             f"{home} is not empty and is not a seal state folder (no {MARKER}); "
             "use an empty or new folder as --home"
         )
     if not create:
         return False
+    for leftover in leftovers:
+        leftover.unlink()
     home.mkdir(parents=True, exist_ok=True)
     marker = {"format": FORMAT, "version": FORMAT_VERSION, "created_at": time.time()}
     write_atomic(home / MARKER, json.dumps(marker, indent=2) + "\n")

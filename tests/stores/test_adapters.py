@@ -120,12 +120,15 @@ def test_recover_removes_leftovers_of_killed_writers(store):
     assert commit(store) == 2
 
 
-def test_recover_refuses_a_damaged_current_version(store):
-    v1 = commit(store)
-    store.set_current(v1)
-    (store.path(v1) / "adapter_model.safetensors").write_bytes(b"bitrot")
+def test_damaged_current_version_fails_loading_but_rollback_repairs(store, runtime):
+    v1, v2 = commit(store), commit(store, parent=1)
+    store.set_current(v2)
+    (store.path(v2) / "adapter_model.safetensors").write_bytes(b"bitrot")
+    assert store.recover() == []  # the damage stays visible, nothing is deleted
     with pytest.raises(SealError, match="fails its checksum"):
-        store.recover()
+        store.load_into(runtime)
+    store.rollback(v1)
+    assert store.current() == v1
 
 
 def test_real_adapter_round_trip_and_fingerprint_check(

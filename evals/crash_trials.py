@@ -1,0 +1,178 @@
+"""Crash trials: kill -9 a writer at random moments and check the state after every restart.
+
+    python evals/crash_trials.py --trials 200 --out runs/crash
+
+Each trial starts a child process that, on one state folder kept across trials, loops forever:
+ledger rows (a document, its passage, a self-edit), a 1 MB adapter commit, the accepting update
+and the `current` switch in one transaction, and every third round a garbage collection. The child
+prints each write once it has returned. The parent kills it after a random delay, reopens the
+state as a writer (which runs recovery) and checks: the state opens; `current` names a complete,
+checksum-valid version at least as new as the last one reported; every version on disk has a
+ledger row and every live ledger row a valid folder; nothing reported committed is lost (a
+version may only be gone through garbage collection); no temporary folder survives; the ledger
+passes SQLite's integrity and foreign-key checks. Writes `crash_trials.json` to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.io import write_atomic  # noqa: E402
+from stores.adapters import BASE  # noqa: E402
+from stores.state import State  # noqa: E402
+
+ADAPTER_BYTES = 1 << 20
+
+
+def _write_weights(folder: Path) -> None:
+    # Many small writes, so that kills land inside a file as well as between files.
+    with open(folder / "adapter_model.safetensors", "wb") as fh:
+        for _ in range(ADAPTER_BYTES // 65536):
+            fh.write(os.urandom(65536))
+    (folder / "adapter_config.json").write_text('{"r": 8}')
+
+
+def writer(home: Path, trial: int) -> None:
+    """The child: commit forever, reporting each finished write on stdout."""
+    state = State.open(home)
+    for n in range(1, 1_000_000):
+        tag = f"{trial}-{n}"
+        doc, passages = state.ledger.add_document(
+            namespace="user",
+            source="crash-trial",
+            uri=tag,
+            title=tag,
+            content_hash=tag,
+            chars=len(tag),
+            passages=[(f"passage {tag}", f"passage-{tag}")],
+        )
+        edit = state.ledger.add_self_edit(
+            document_id=doc, passage_id=passages[0], format="implications", text=tag, sequences=[tag]
+        )
+        print(f"doc {doc}", flush=True)
+        parent = state.adapters.current()
+        version = state.adapters.commit(
+            _write_weights, parent=parent, base_fingerprint="crash-trial", config={"trial": tag}
+        )
+        with state.ledger.transaction():
+            state.ledger.record_update(
+                decision="accept",
+                reason="crash trial",
+                version=version,
+                parent_version=parent or None,
+                n_sequences=1,
+                new_self_edits=[edit],
+            )
+            state.adapters.set_current(version)
+        print(f"version {version}", flush=True)
+        if n % 3 == 0:
+            state.adapters.gc(keep_last=2)
+            print("gc", flush=True)
+
+
+def check(state: State, docs: set[int], versions: set[int]) -> list[str]:
+    """Every invariant the state must hold after a crash; returns the violations."""
+    problems = list(state.ledger.integrity_errors())
+    rows = {r["version"]: r for r in state.ledger.adapter_versions(include_collected=True)}
+    live = {v for v, r in rows.items() if r["collected_at"] is None}
+    for version in sorted(live):
+        try:
+            state.adapters.verify(version)
+        except Exception as exc:  # noqa: BLE001 - every failure is a finding
+            problems.append(f"live version {version} fails verification: {exc}")
+    folders = state.adapters.versions_dir
+    names = sorted(p.name for p in folders.iterdir()) if folders.exists() else []
+    on_disk = {int(n[1:]) for n in names if n.startswith("v")}
+    if on_disk != live:
+        problems.append(f"folders {sorted(on_disk)} != live ledger versions {sorted(live)}")
+    problems += [f"leftover {n}" for n in names if n.startswith(".")]
+    current = state.adapters.current()
+    if current != BASE and current not in live:
+        problems.append(f"current {current} is not a live version")
+    if versions and current < max(versions):
+        problems.append(f"current {current} is older than reported commit {max(versions)}")
+    problems += [f"committed version {v} lost" for v in sorted(versions - rows.keys())]
+    known_docs = {r["id"] for r in state.ledger.documents()}
+    problems += [f"committed document {d} lost" for d in sorted(docs - known_docs)]
+    return problems
+
+
+def run_trials(home: Path, trials: int, seed: int = 0, max_delay: float = 1.5) -> dict:
+    rng = random.Random(seed)
+    docs: set[int] = set()
+    versions: set[int] = set()
+    stats: Counter = Counter()
+    failures: list[str] = []
+    started = time.perf_counter()
+    for trial in range(trials):
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(home), str(trial)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(rng.uniform(0.05, max_delay))
+        child.kill()
+        out, err = child.communicate()
+        if child.returncode != -9:
+            failures.append(f"trial {trial}: writer exited {child.returncode}: {err[-500:]}")
+            continue
+        for line in out.splitlines():
+            kind, _, value = line.partition(" ")
+            if kind == "doc":
+                docs.add(int(value))
+            elif kind == "version":
+                versions.add(int(value))
+            stats[f"{kind} reported"] += 1
+        try:
+            with State.open(home) as state:
+                stats["recovered leftovers"] += len(state.recovered)
+                stats["trials with recovery work"] += bool(state.recovered)
+                failures += [f"trial {trial}: {p}" for p in check(state, docs, versions)]
+        except Exception as exc:  # noqa: BLE001 - a state that cannot open is the worst finding
+            failures.append(f"trial {trial}: state does not open: {exc}")
+        stats["trials"] += 1
+    return {
+        "trials": trials,
+        "failures": failures,
+        "committed_documents": len(docs),
+        "committed_versions": len(versions),
+        "stats": dict(stats),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/crash"))
+    ap.add_argument("--child", nargs=2, metavar=("HOME", "TRIAL"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        writer(Path(args.child[0]), int(args.child[1]))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    home = args.out / "home"
+    if home.exists():
+        raise SystemExit(f"{home} exists from an earlier run; remove it or use another --out")
+    result = run_trials(home, args.trials, args.seed)
+    write_atomic(args.out / "crash_trials.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "failures"}, indent=2))
+    for failure in result["failures"]:
+        print("FAIL", failure)
+    return 1 if result["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
