@@ -1,4 +1,6 @@
-"""Speed benchmarks. `python evals/bench.py inner-loop --out runs/bench`
+"""Speed benchmarks. `python evals/bench.py inner-loop|stores --out runs/bench`
+
+stores: see evals/bench_stores.py; writes stores.json.
 
 inner-loop: per passage, the seconds spent writing the self-edit, training and answering, with the
 default config; medians over the passages; training throughput in tokens/s and as a fraction of the
@@ -289,18 +291,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     il.add_argument("--no-seal-recipe", action="store_true", help="skip the comparison")
     il.add_argument("--seed", type=int, default=0)
-    il.add_argument("--out", type=Path, default=Path("runs/bench"))
-    il.add_argument("--config", type=Path)
-    il.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    st = sub.add_parser("stores", help="passage store, ledger and adapter store speeds")
+    st.add_argument("--passages", type=int, default=10_000, help="passages to embed and insert")
+    st.add_argument("--batch", type=int, default=500, help="passages per insert call")
+    st.add_argument("--ledger-writes", type=int, default=2000)
+    st.add_argument("--versions", type=int, default=10, help="adapter versions to commit")
+    for p in (il, st):
+        p.add_argument("--out", type=Path, default=Path("runs/bench"))
+        p.add_argument("--config", type=Path)
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config, parse_overrides(args.set))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.bench == "stores":
+        from evals import bench_stores
+
+        result = bench_stores.run(cfg, args.passages, args.batch, args.ledger_writes, args.versions)
+        result["config"] = cfg.model_dump(mode="json")
+        write_atomic(args.out / "stores.json", json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out / 'stores.json'}")
+        return 0
     passages = load_squad(args.data)[: args.passages]
     result = bench_inner_loop(
         cfg, passages, args.compare_epochs, not args.no_seal_recipe, args.seed
     )
     result["config"] = cfg.model_dump(mode="json")
-    args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "bench.json", json.dumps(result, indent=2) + "\n")
     print(report(result))
     print(f"wrote {args.out / 'bench.json'}")

@@ -57,7 +57,11 @@ def writer(home: Path, trial: int) -> None:
             passages=[(f"passage {tag}", f"passage-{tag}")],
         )
         edit = state.ledger.add_self_edit(
-            document_id=doc, passage_id=passages[0], format="implications", text=tag, sequences=[tag]
+            document_id=doc,
+            passage_id=passages[0],
+            format="implications",
+            text=tag,
+            sequences=[tag],
         )
         print(f"doc {doc}", flush=True)
         parent = state.adapters.current()

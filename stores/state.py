@@ -197,6 +197,8 @@ class State:
         return self._passages
 
     def close(self) -> None:
+        if self._passages is not None:
+            self._passages.close()
         self.ledger.close()
         if self.lock:
             self.lock.release()
