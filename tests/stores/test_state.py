@@ -26,7 +26,9 @@ def populate(state, n_versions=2):
     )  # fmt: skip
     parent = 0
     for _ in range(n_versions):
-        parent = state.adapters.commit(fake_weights, parent=parent, base_fingerprint="fp", config={})
+        parent = state.adapters.commit(
+            fake_weights, parent=parent, base_fingerprint="fp", config={}
+        )
     state.adapters.set_current(parent)
     return doc
 
@@ -206,6 +208,5 @@ def test_damaged_archives_refused_and_target_untouched(tmp_path):
         import_state(not_an_export, tmp_path / "new")
     assert not (tmp_path / "new").exists()
     assert not list(tmp_path.glob(".seal-import-*"))
-    with pytest.raises(SealError, match="must end in .tar.gz"):
-        with State.open(home) as state:
-            export_state(state, tmp_path / "backup.zip")
+    with pytest.raises(SealError, match="must end in .tar.gz"), State.open(home) as state:
+        export_state(state, tmp_path / "backup.zip")
