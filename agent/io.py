@@ -12,6 +12,11 @@ from typing import Any
 from agent.errors import SealError
 
 
+def storable(text: str) -> str:
+    """The text as stored: code points UTF-8 cannot encode (lone surrogates) become '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from agent.errors import SealError
+from agent.io import storable
 
 DOCUMENT_STATUSES = ("stored", "self_edited", "learned", "rejected", "forgotten")
 DECISIONS = ("accept", "rollback")
@@ -180,7 +181,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    return None if value is None else storable(json.dumps(value, ensure_ascii=False))
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """SQLite stores UTF-8: text with lone surrogates is stored with '?' in their place."""
+    return {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 @dataclass(frozen=True)
@@ -253,10 +259,13 @@ class Ledger:
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         with self.transaction():
-            return self.db[table].insert(row).last_pk
+            return self.db[table].insert(_clean(row)).last_pk
 
     def _row(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
-        rows = list(self.db.query(sql, params))
+        try:
+            rows = list(self.db.query(sql, params))
+        except OverflowError:  # an id beyond SQLite's 64-bit integers matches no row
+            return None
         return rows[0] if rows else None
 
     def schema_version(self) -> int:
@@ -292,36 +301,30 @@ class Ledger:
     ) -> tuple[int, list[int]]:
         """Insert a document and its (text, content hash) passages in one transaction."""
         now = time.time()
+        document = {
+            "namespace": namespace,
+            "source": source,
+            "uri": uri,
+            "title": title,
+            "content_hash": content_hash,
+            "chars": chars,
+            "fetched_at": fetched_at,
+            "added_at": now,
+            "status": "stored",
+        }
         with self.transaction():
-            doc_id = (
-                self.db["documents"]
-                .insert(
-                    {
-                        "namespace": namespace,
-                        "source": source,
-                        "uri": uri,
-                        "title": title,
-                        "content_hash": content_hash,
-                        "chars": chars,
-                        "fetched_at": fetched_at,
-                        "added_at": now,
-                        "status": "stored",
-                    }
-                )
-                .last_pk
-            )
+            doc_id = self._insert("documents", document)
             ids = [
-                self.db["passages"]
-                .insert(
+                self._insert(
+                    "passages",
                     {
                         "document_id": doc_id,
                         "idx": i,
                         "text": text,
                         "content_hash": digest,
                         "created_at": now,
-                    }
+                    },
                 )
-                .last_pk
                 for i, (text, digest) in enumerate(passages)
             ]
         return doc_id, ids

@@ -25,6 +25,7 @@ from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from agent.errors import SealError
+from agent.io import storable
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -53,13 +54,8 @@ def _load_model(device: str) -> SentenceTransformer:
     return _models[device]
 
 
-def _storable(text: str) -> str:
-    """The text as stored: code points UTF-8 cannot encode (lone surrogates) become '?'."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _normalized(text: str) -> str:
-    return " ".join(_storable(text).split())
+    return " ".join(storable(text).split())
 
 
 def content_hash(text: str) -> str:
@@ -83,7 +79,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         if not texts:
             return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
         vectors = _load_model(self.device).encode(
-            [_storable(text) for text in texts],
+            [storable(text) for text in texts],
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
@@ -145,7 +141,7 @@ class Hit:
     added_at: float
 
 
-def _check_namespace(namespace: str) -> None:
+def check_namespace(namespace: str) -> None:
     if not namespace.strip():
         raise SealError("the knowledge namespace is empty; name one, e.g. 'user'")
     try:
@@ -228,7 +224,7 @@ class PassageStore:
 
     def _collection(self, namespace: str) -> ChromaCollection | None:
         """The namespace's collection, or None where nothing was ever added to it."""
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if namespace not in self._collections:
             try:
                 self._collections[namespace] = self._client.get_collection(
@@ -239,7 +235,7 @@ class PassageStore:
         return self._collections[namespace]
 
     def _created_collection(self, namespace: str) -> ChromaCollection:
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if namespace not in self._collections:
             self._collections[namespace] = self._client.get_or_create_collection(
                 _collection_name(namespace),
@@ -263,8 +259,8 @@ class PassageStore:
 
         `embeddings` (n, 384), when given, must be unit length, as `embed` returns them.
         """
-        _check_namespace(namespace)
-        texts = [_storable(p.text) for p in passages]
+        check_namespace(namespace)
+        texts = [storable(p.text) for p in passages]
         for passage, text in zip(passages, texts, strict=True):
             if not text.split():
                 raise SealError(

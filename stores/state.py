@@ -161,6 +161,7 @@ class State:
         self.lock = lock
         self.recovered = recovered
         self._passages: PassageStore | None = None
+        self._reconciled: set[str] = set()  # namespaces whose vectors match the ledger
 
     @classmethod
     def open(cls, home: Path, *, read_only: bool = False) -> State:
@@ -223,10 +224,14 @@ class State:
         """Store a document: ledger rows first, then vectors (the ledger is the source of truth).
 
         An identical document already stored is not stored again (`duplicate_of` says which)."""
-        from stores.passages import PassageRecord, content_hash
+        from stores.passages import PassageRecord, check_namespace, content_hash
 
         if not text.strip():
             raise SealError(f"document {uri or title or ''} is empty; nothing to store".strip())
+        check_namespace(namespace)
+        if namespace not in self._reconciled:
+            self.reconcile_vectors(namespace)
+            self._reconciled.add(namespace)
         digest = content_hash(text)
         known = self.ledger.find_document(namespace, digest)
         if known:
@@ -255,7 +260,8 @@ class State:
         )
 
     def reconcile_vectors(self, namespace: str) -> dict[str, int]:
-        """Make the vector store match the ledger after a crash between the two writes."""
+        """Make the vector store match the ledger after a crash between the two writes (or
+        between a forget's ledger rows and its vector deletion); returns what it changed."""
         from stores.passages import PassageRecord
 
         rows = {r["id"]: r for r in self.ledger.live_passages(namespace)}
@@ -276,8 +282,13 @@ class State:
     def forget(self, document_id: int) -> dict[str, Any]:
         """Remove a document's passages and vectors; its self-edits leave the replay pool."""
         doc = self.ledger.document(document_id)
+        if doc["forgotten_at"] is not None:
+            raise SealError(f"document {document_id} was already forgotten")
+        # Vectors first: a crash in between leaves the document known, so forgetting it again
+        # finishes the job, and retrieval never returns a forgotten passage.
+        vectors = self.passages.delete_document(doc["namespace"], document_id)
         counts = self.ledger.forget_document(document_id)
-        counts["vectors"] = self.passages.delete_document(doc["namespace"], document_id)
+        counts["vectors"] = vectors
         counts["trained_into"] = self.ledger.versions_trained_on(document_id)
         return counts
 
