@@ -199,3 +199,24 @@ def test_reopen_keeps_everything(tmp_path):
     again = Ledger(path)
     assert again.counts()["passages"] == 2 and again.schema_version() == SCHEMA_VERSION
     again.close()
+
+
+def test_an_older_ledger_is_upgraded_in_place_keeping_its_rows(tmp_path, monkeypatch):
+    import stores.ledger as ledger_module
+
+    path = tmp_path / "ledger.sqlite"
+    old = Ledger(path)
+    add_doc(old)
+    old.close()
+
+    def add_language(db):
+        db["documents"].add_column("language", str)
+
+    monkeypatch.setattr(ledger_module, "MIGRATIONS", [*ledger_module.MIGRATIONS, add_language])
+    monkeypatch.setattr(ledger_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(SealError, match="run any writing seal command"):
+        Ledger(path, read_only=True)
+    upgraded = Ledger(path)
+    assert upgraded.schema_version() == SCHEMA_VERSION + 1
+    assert upgraded.document(1)["language"] is None and upgraded.counts()["passages"] == 2
+    upgraded.close()
