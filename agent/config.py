@@ -158,12 +158,55 @@ class StoreConfig(_Section):
     )
 
 
+class UpdateConfig(_Section):
+    """How an update is made and checked: replay of earlier self-edits, and the retention gate."""
+
+    replay_ratio: float = Field(
+        1.0, ge=0, description="Earlier self-edits replayed per new self-edit (0: no replay)."
+    )
+    replay_policy: Literal["uniform", "recency", "loss"] = Field(
+        "uniform",
+        description="How replayed self-edits are chosen: uniformly, weighted to recent ones "
+        "(replay_half_life_hours), or those the current adapter fits worst (highest loss).",
+    )
+    replay_half_life_hours: float = Field(
+        24.0, gt=0, description="For replay_policy=recency: a self-edit this old weighs half."
+    )
+    gate: bool = Field(
+        True, description="Check retention before committing; roll back an update that fails."
+    )
+    retention_score: Literal["logprob", "graded"] = Field(
+        "logprob",
+        description="Retention is scored by the mean log-probability per token of the probes' "
+        "answers (cheap, dense) or by graded greedy answers (gold contained; slower).",
+    )
+    min_new_gain: float = Field(
+        0.0,
+        description="The new passages' probe score must rise by more than this (nats per token "
+        "for logprob, accuracy fraction for graded).",
+    )
+    max_passage_drop: float = Field(
+        1.0, ge=0, description="An earlier passage may lose at most this much of its score."
+    )
+    max_mean_drop: float = Field(
+        0.1, ge=0, description="The earlier passages checked may lose at most this on average."
+    )
+    nearest_passages: int = Field(
+        4, ge=0, description="Earlier passages checked because they are nearest the new ones."
+    )
+    random_passages: int = Field(
+        4, ge=0, description="Earlier passages checked at random, so all are checked over time."
+    )
+    probes_per_passage: int = Field(5, ge=1, description="Questions asked per checked passage.")
+
+
 class SealConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     self_edit: SelfEditConfig = Field(default_factory=SelfEditConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""

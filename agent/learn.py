@@ -1,8 +1,7 @@
-"""`seal learn`: store a document, write self-edits of its passages, and commit a new adapter.
+"""`seal learn`: store a document, write self-edits of its passages, and update the adapter.
 
-The update continues from the current adapter version and becomes current when it is committed.
-(The retention check that can refuse an update comes with the learning-without-forgetting work;
-until then every update is accepted and the ledger says so.)
+The update (agent/update.py) continues from the current adapter version with replay, and is
+committed only if the retention check passes; `seal history` shows the decision and why.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from pathlib import Path
 from agent.config import SealConfig
 from agent.errors import SealError
 from agent.io import read_text_file
-from stores.adapters import BASE
 from stores.state import State
 
 MAX_DOCUMENT_BYTES = 1_000_000
@@ -44,31 +42,33 @@ def read_document(path: Path, index: int) -> Document:
     return Document(path.stem.replace("_", " "), text, str(path.resolve()), [])
 
 
-@dataclass
-class LearnResult:
-    document_id: int
-    version: int
-    parent: int
-    n_sequences: int
-    train_seconds: float
-    final_loss: float
-
-
-def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str) -> LearnResult:
-    """Self-edit every passage of a stored document, train, commit, make the version current."""
-    from agent.inner_loop import train_adapter
+def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str):
+    """Probe (if it has no probes yet), self-edit every passage, then the gated update."""
+    from agent.update import NewMaterial, run_update
+    from policies.probes import generate_probes
     from policies.self_edit import write_self_edits
 
-    ledger, adapters = state.ledger, state.adapters
-    parent = adapters.current()
-    adapters.load_into(runtime, parent)
+    ledger = state.ledger
+    state.adapters.load_into(runtime)
     passages = ledger.passages(doc_id)
+    if not ledger.probes(doc_id):  # written before learning, by the model as it is now
+        for passage in passages:
+            for question, answer in generate_probes(
+                runtime, title, passage["text"], cfg.self_edit, cfg.update.probes_per_passage
+            ):
+                ledger.add_probe(
+                    document_id=doc_id,
+                    passage_id=passage["id"],
+                    question=question,
+                    answer=answer,
+                    origin="generated",
+                )
     edit_ids, sequences = [], []
     for n, passage in enumerate(passages, 1):
         print(f"  self-edit {n}/{len(passages)} ...", flush=True)
-        edit = write_self_edits(
+        [edit, *_] = write_self_edits(
             runtime, title, passage["text"], cfg.self_edit, seed=cfg.adapt.seed
-        )[0]
+        )
         edit_ids.append(
             ledger.add_self_edit(
                 document_id=doc_id,
@@ -80,29 +80,9 @@ def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: s
         )
         sequences += edit.sequences
     ledger.set_document_status(doc_id, "self_edited")
-    print(f"  training on {len(sequences)} sequences ...", flush=True)
-    log = train_adapter(runtime, sequences, cfg.adapt, reset=parent == BASE)
-    version = adapters.commit(
-        runtime.write_adapter_files,
-        parent=parent,
-        base_fingerprint=runtime.fingerprint(),
-        config=cfg.model_dump(mode="json"),
-        note=f"document {doc_id}: {title}",
-    )
-    with ledger.transaction():
-        ledger.record_update(
-            decision="accept",
-            reason="accepted without a retention check",
-            version=version,
-            parent_version=parent or None,
-            n_sequences=len(sequences),
-            new_self_edits=edit_ids,
-            strategy="continual",
-            losses=log.losses,
-            seconds=log.seconds,
-        )
-        adapters.set_current(version)
-    return LearnResult(doc_id, version, parent, len(sequences), log.seconds, log.losses[-1])
+    print(f"  training on {len(sequences)} sequences (+ replay) and checking retention ...")
+    material = NewMaterial([doc_id], edit_ids, sequences, [p["text"] for p in passages])
+    return run_update(state, runtime, cfg, material, seed=cfg.adapt.seed)
 
 
 def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
@@ -118,17 +98,23 @@ def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
             uri=doc.uri,
             title=doc.title,
         )
-        if stored.duplicate_of is not None:
-            print(f"{args.path} is already known as document {stored.duplicate_of}; nothing to do")
-            return 0
         doc_id = stored.document_id
-        for question, answer in doc.questions:
-            state.ledger.add_probe(
-                document_id=doc_id, question=question, answer=answer, origin="dataset"
-            )
+        if stored.duplicate_of is not None:
+            doc_id = stored.duplicate_of
+            status = state.ledger.document(doc_id)["status"]
+            if status == "learned":
+                print(f"{args.path} is already known as document {doc_id}; nothing to do")
+                return 0
+            print(f"{args.path} is document {doc_id} ({status}, not learned); learning it now")
+        else:
+            print(f"stored document {doc_id} ({len(stored.passage_ids)} passages) in {home}")
         for new, old, similarity in stored.near_duplicates:
             print(f"  passage {new} is a near duplicate of stored passage {old} ({similarity:.2f})")
-        print(f"stored document {doc_id} ({len(stored.passage_ids)} passages) in {home}")
+        if not state.ledger.probes(doc_id):
+            for question, answer in doc.questions:
+                state.ledger.add_probe(
+                    document_id=doc_id, question=question, answer=answer, origin="dataset"
+                )
         start = time.perf_counter()
         runtime = ModelRuntime.load(cfg.model, cfg.adapt)
         try:
@@ -136,10 +122,13 @@ def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         except BaseException as exc:
             state.ledger.set_document_status(doc_id, "rejected", f"learning failed: {exc}")
             raise
-    print(
-        f"learned document {doc_id}: adapter version {result.version} (parent "
-        f"{result.parent or 'base'}) from {result.n_sequences} sequences, final loss "
-        f"{result.final_loss:.3f}, training {result.train_seconds:.1f} s, "
-        f"total {time.perf_counter() - start:.1f} s"
-    )
+    if result.decision == "accept":
+        print(
+            f"learned document {doc_id}: adapter version {result.version} (parent "
+            f"{result.parent or 'base'}) from {result.log.n_sequences} sequences "
+            f"({result.n_replay} replayed self-edits), final loss {result.log.losses[-1]:.3f}"
+        )
+    else:
+        print(f"did not learn document {doc_id}: the update was rolled back")
+    print(f"  {result.reason}; {time.perf_counter() - start:.1f} s")
     return 0

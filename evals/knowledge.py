@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "limit": args.limit,
         "conditions": [c.name for c in conditions],
-        **cfg.model_dump(mode="json", exclude={"store"}),  # where state lives changes no result
+        **cfg.model_dump(mode="json", exclude={"store", "update"}),  # not used here
     }
     check_resumable(args.out, run_config)
     write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")

@@ -440,6 +440,17 @@ class Ledger:
             },
         )
 
+    def documents_with_probes(self) -> list[int]:
+        """Learned, not forgotten documents that have probes: what retention checks can ask."""
+        return [
+            r["id"]
+            for r in self.db.query(
+                "SELECT id FROM documents WHERE status = 'learned' AND forgotten_at IS NULL "
+                "AND EXISTS (SELECT 1 FROM probes p WHERE p.document_id = documents.id) "
+                "ORDER BY id"
+            )
+        ]
+
     def probes(self, document_id: int) -> list[dict[str, Any]]:
         return list(
             self.db.query("SELECT * FROM probes WHERE document_id = ? ORDER BY id", [document_id])

@@ -1,0 +1,225 @@
+"""The update procedure every learning path uses: replay, a candidate adapter, a retention check,
+then commit or roll back, with the decision and its evidence in the ledger.
+
+    current adapter --load--> + new self-edits + replayed earlier self-edits --train--> candidate
+    probes of the new documents must improve; probes of earlier documents (nearest the new ones
+    in the passage store, plus a random sample) must not drop beyond the tolerances
+    -> commit the candidate as a version and make it current (one ledger transaction), or
+    -> reload the current adapter and record why the candidate was refused.
+
+Scores are per document: the mean, over its probes, of the answer's log-probability per token
+(`update.retention_score = "logprob"`) or of "gold answer contained" in a greedy answer
+(`"graded"`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.config import SealConfig, UpdateConfig
+from agent.inner_loop import TrainLog, train_adapter
+from evals.grading import Question, answer_and_grade, question_prompt
+from policies.replay import choose_replay, replay_count
+from stores.adapters import BASE
+from stores.state import State
+
+
+@dataclass
+class NewMaterial:
+    """What an update learns: self-edits already in the ledger, and their documents."""
+
+    document_ids: list[int]
+    self_edit_ids: list[int]
+    sequences: list[str]
+    passage_texts: list[str]  # to find the earlier passages most likely to interfere
+
+
+@dataclass(frozen=True)
+class Check:
+    document_id: int
+    before: float
+    after: float
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
+
+
+@dataclass
+class UpdateResult:
+    decision: str  # "accept" | "rollback"
+    reason: str
+    version: int | None  # the committed version; None when rolled back
+    parent: int
+    update_id: int
+    new: list[Check] = field(default_factory=list)
+    old: list[Check] = field(default_factory=list)
+    n_replay: int = 0
+    log: TrainLog | None = None
+    seconds: float = 0.0
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def decide(new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig) -> tuple[bool, str]:
+    """The retention gate's rule, a pure function of the scores: (accept, reason)."""
+    parts = []
+    if new:
+        gain = _mean([c.change for c in new])
+        if gain <= cfg.min_new_gain:
+            return False, f"new documents did not improve (change {gain:+.3f})"
+        parts.append(f"new documents {gain:+.3f}")
+    else:
+        parts.append("no probes for the new documents")
+    if old:
+        worst = min(old, key=lambda c: c.change)
+        mean_drop = -_mean([c.change for c in old])
+        if -worst.change > cfg.max_passage_drop:
+            return False, (
+                f"document {worst.document_id} dropped {-worst.change:.3f} "
+                f"(tolerance {cfg.max_passage_drop})"
+            )
+        if mean_drop > cfg.max_mean_drop:
+            return False, (
+                f"{len(old)} earlier documents dropped {mean_drop:.3f} on average "
+                f"(tolerance {cfg.max_mean_drop})"
+            )
+        parts.append(
+            f"{len(old)} earlier documents: mean change {-mean_drop:+.3f}, worst "
+            f"{worst.change:+.3f} (document {worst.document_id})"
+        )
+    return True, "; ".join(parts)
+
+
+def retention_documents(
+    state: State, material: NewMaterial, cfg: SealConfig, rng: random.Random
+) -> list[int]:
+    """Earlier documents to check: the nearest to the new passages, plus a random sample."""
+    exclude = set(material.document_ids)
+    with_probes = [d for d in state.ledger.documents_with_probes() if d not in exclude]
+    if not with_probes:
+        return []
+    eligible = set(with_probes)
+    chosen: list[int] = []
+    wanted = cfg.update.nearest_passages
+    for text in material.passage_texts if wanted else []:
+        hits = state.passages.query(
+            cfg.store.namespace, text, k=wanted + len(chosen), exclude_document_ids=exclude
+        )
+        for hit in hits:
+            if hit.document_id in eligible and hit.document_id not in chosen:
+                chosen.append(hit.document_id)
+    chosen = chosen[:wanted]
+    rest = [d for d in with_probes if d not in chosen]
+    chosen += rng.sample(rest, min(cfg.update.random_passages, len(rest)))
+    return chosen
+
+
+def score_documents(runtime, state: State, documents: Sequence[int], cfg: SealConfig):
+    """Mean probe score per document under the runtime's current adapter."""
+    probes = {d: state.ledger.probes(d)[: cfg.update.probes_per_passage] for d in documents}
+    flat = [(d, Question(p["question"], p["answer"])) for d, ps in probes.items() for p in ps]
+    if not flat:
+        return {}
+    questions = [q for _, q in flat]
+    if cfg.update.retention_score == "graded":
+        values = [g.contained for g in answer_and_grade(runtime, questions, cfg.eval)]
+    else:
+        prompts = [question_prompt(runtime, q.question, cfg.eval) for q in questions]
+        scores = runtime.score(prompts, [q.answer for q in questions], cfg.eval.answer_batch_size)
+        values = [s.mean_logprob for s in scores]
+    per_doc: dict[int, list[float]] = {}
+    for (d, _), v in zip(flat, values, strict=True):
+        per_doc.setdefault(d, []).append(v)
+    return {d: _mean(vs) for d, vs in per_doc.items()}
+
+
+def run_update(
+    state: State, runtime, cfg: SealConfig, material: NewMaterial, *, seed: int = 0
+) -> UpdateResult:
+    """Train a candidate from the current adapter, check it, commit or roll back."""
+    start = time.perf_counter()
+    ledger, adapters = state.ledger, state.adapters
+    rng = random.Random(seed)
+    parent = adapters.current()
+    adapters.load_into(runtime, parent)
+
+    replay = choose_replay(
+        ledger,
+        replay_count(len(material.self_edit_ids), cfg.update.replay_ratio),
+        cfg.update,
+        seed=seed,
+        exclude_documents=material.document_ids,
+        runtime=runtime,
+    )
+    sequences = material.sequences + [s for item in replay for s in item.sequences]
+    old_docs = retention_documents(state, material, cfg, rng) if cfg.update.gate else []
+    checked = [*material.document_ids, *old_docs]
+    before = score_documents(runtime, state, checked, cfg) if cfg.update.gate else {}
+
+    log = train_adapter(runtime, sequences, cfg.adapt, reset=parent == BASE)
+
+    new, old, after = [], [], {}
+    if cfg.update.gate:
+        after = score_documents(runtime, state, checked, cfg)
+        new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
+        old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
+        accept, reason = decide(new, old, cfg.update)
+    else:
+        accept, reason = True, "accepted without a retention check (update.gate is off)"
+
+    version = None
+    if accept:
+        version = adapters.commit(
+            runtime.write_adapter_files,
+            parent=parent,
+            base_fingerprint=runtime.fingerprint(),
+            config=cfg.model_dump(mode="json"),
+            note=f"documents {', '.join(map(str, material.document_ids))}",
+        )
+    else:
+        adapters.load_into(runtime, parent)  # the runtime answers with the current version again
+
+    def evidence(scores: dict[int, float]) -> dict:
+        split = {"new": material.document_ids, "old": old_docs}
+        return {"score": cfg.update.retention_score} | {
+            role: {str(d): scores[d] for d in docs if d in scores} for role, docs in split.items()
+        }
+
+    with ledger.transaction():
+        update_id = ledger.record_update(
+            decision="accept" if accept else "rollback",
+            reason=reason,
+            version=version,
+            parent_version=parent or None,
+            n_sequences=len(sequences),
+            new_self_edits=material.self_edit_ids,
+            replay_self_edits=[item.self_edit_id for item in replay],
+            strategy=f"continual, replay {cfg.update.replay_policy} x{cfg.update.replay_ratio}",
+            losses=log.losses,
+            seconds=log.seconds,
+            retention_before=evidence(before),
+            retention_after=evidence(after),
+        )
+        if version is not None:
+            adapters.set_current(version)
+        else:
+            for doc in material.document_ids:
+                ledger.set_document_status(doc, "rejected", f"update {update_id}: {reason}")
+    return UpdateResult(
+        "accept" if accept else "rollback",
+        reason,
+        version,
+        parent,
+        update_id,
+        new,
+        old,
+        len(replay),
+        log,
+        time.perf_counter() - start,
+    )

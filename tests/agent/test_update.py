@@ -1,0 +1,181 @@
+"""The gated update with the tiny model and real stores (SQLite, chromadb, adapter folders)."""
+
+import random
+
+import pytest
+import torch
+
+from agent.config import SealConfig
+from agent.update import Check, NewMaterial, decide, retention_documents, run_update
+from evals.grading import ANSWER_PROMPT
+from policies.replay import choose_replay
+from stores.state import State
+
+
+def qa(question: str, answer: str) -> str:
+    return ANSWER_PROMPT.format(question=question) + answer
+
+
+def config(tiny_adapt, **update) -> SealConfig:
+    cfg = SealConfig()
+    cfg.adapt = tiny_adapt(epochs=8, learning_rate=1e-2)
+    cfg.update = cfg.update.model_copy(update={"replay_ratio": 0.0, **update})
+    return cfg
+
+
+def add(state, text, question, answer, sequences):
+    """A stored document with one probe and one self-edit; returns its NewMaterial."""
+    doc = state.add_document(text, source="test", namespace="user", passage_words=100)
+    state.ledger.add_probe(
+        document_id=doc.document_id, question=question, answer=answer, origin="dataset"
+    )
+    edit = state.ledger.add_self_edit(
+        document_id=doc.document_id, format="self-qa", text="", sequences=sequences
+    )
+    return NewMaterial([doc.document_id], [edit], sequences, [text])
+
+
+@pytest.fixture
+def state(tmp_path):
+    with State.open(tmp_path / "home") as state:
+        yield state
+
+
+def logits(runtime):
+    ids = runtime.tokenizer("What is the capital of France?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return runtime.model(input_ids=ids, use_cache=False).logits[0]
+
+
+@pytest.mark.parametrize(
+    "new, old, accept, reason",
+    [
+        ([Check(1, -3.0, -1.0)], [], True, "new documents +2.000"),
+        ([Check(1, -3.0, -3.5)], [], False, "did not improve"),
+        ([], [Check(2, -1.0, -1.05)], True, "no probes for the new documents"),
+        ([Check(1, -3, -1)], [Check(2, -1.0, -2.5)], False, "document 2 dropped 1.500"),
+        ([Check(1, -3, -1)], [Check(2, -1.0, -1.3)] * 2, False, "dropped 0.300 on average"),
+        ([Check(1, -3, -1)], [Check(2, -1, -1.05), Check(3, -1, -0.9)], True, "worst -0.050"),
+    ],
+)
+def test_decide(new, old, accept, reason):
+    cfg = SealConfig().update.model_copy(update={"max_passage_drop": 1.0, "max_mean_drop": 0.1})
+    got, why = decide(new, old, cfg)
+    assert got == accept and reason in why
+
+
+def test_gate_refuses_an_update_that_destroys_an_earlier_fact(state, make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    cfg = config(tiny_adapt)
+    france = add(
+        state,
+        "The capital of France is Paris.",
+        "What is the capital of France?",
+        "Paris",
+        [qa("What is the capital of France?", "Paris")] * 4,
+    )
+    first = run_update(state, runtime, cfg, france)
+    assert first.decision == "accept", first.reason
+    assert state.adapters.current() == first.version
+    learned = logits(runtime)
+
+    # A document that teaches its own fact, and overwrites the earlier one.
+    tower = add(
+        state,
+        "The tower in Paris was built in 1889.",
+        "When was the tower built?",
+        "1889",
+        [qa("When was the tower built?", "1889"), qa("What is the capital of France?", "Rome")] * 4,
+    )
+    second = run_update(state, runtime, cfg, tower)
+    assert second.decision == "rollback"
+    assert f"document {france.document_ids[0]} dropped" in second.reason
+    assert second.new[0].change > 0  # it did learn its own fact
+    assert state.adapters.current() == first.version  # current untouched
+    assert torch.allclose(logits(runtime), learned, atol=1e-6)  # the runtime answers as before
+    row = state.ledger.history(limit=1)[0]
+    assert row["decision"] == "rollback" and row["version"] is None
+    assert state.ledger.document(tower.document_ids[0])["status"] == "rejected"
+    assert [r.document_id for r in state.ledger.replay_pool()] == france.document_ids
+
+
+def test_gate_accepts_a_compatible_update_and_records_evidence(state, make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    # the tiny model shifts every answer a little; the tolerance is for real interference
+    cfg = config(tiny_adapt, replay_ratio=1.0, max_mean_drop=0.5)
+    france = add(
+        state,
+        "The capital of France is Paris.",
+        "What is the capital of France?",
+        "Paris",
+        [qa("What is the capital of France?", "Paris")] * 4,
+    )
+    assert run_update(state, runtime, cfg, france).decision == "accept"
+    italy = add(
+        state,
+        "The capital of Italy is Rome.",
+        "What is the capital of Italy?",
+        "Rome",
+        [qa("What is the capital of Italy?", "Rome")] * 4,
+    )
+    result = run_update(state, runtime, cfg, italy)
+    assert result.decision == "accept", result.reason
+    assert result.n_replay == 1 and [c.document_id for c in result.old] == france.document_ids
+    assert state.adapters.current() == result.version
+    assert state.ledger.adapter_version(result.version)["parent"] == result.parent
+    [update] = [u for u in state.ledger.provenance(result.version)][:1]
+    assert update["update"]["n_replay"] == 1
+    assert {(d["id"], d["role"]) for d in update["documents"]} == {
+        (france.document_ids[0], "replay"),
+        (italy.document_ids[0], "new"),
+    }
+
+
+def test_retention_checks_nearest_documents_first(state, tiny_adapt):
+    cfg = config(tiny_adapt, nearest_passages=1, random_passages=1)
+    docs = {}
+    for text in [
+        "The river Seine flows through Paris into the sea.",
+        "Volcanoes erupt molten rock called lava.",
+        "The museum in Rome has many old paintings.",
+        "Bees make honey from the nectar of flowers.",
+    ]:
+        material = add(state, text, "Q?", "A", [text])
+        state.ledger.set_document_status(material.document_ids[0], "learned")
+        docs[text.split()[1]] = material.document_ids[0]
+    new = NewMaterial([99], [], [], ["Which river flows through Paris?"])
+    picks = [retention_documents(state, new, cfg, random.Random(s)) for s in range(12)]
+    assert all(p[0] == docs["river"] and len(p) == 2 for p in picks)
+    assert {p[1] for p in picks} == set(docs.values()) - {docs["river"]}  # random covers the rest
+
+
+def test_loss_replay_picks_what_the_adapter_fits_worst(state, make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    cfg = config(tiny_adapt)
+    texts = [
+        "The capital of France is Paris.",
+        "The river is long and the sea is deep.",
+        "Many people visit the museum every year.",
+        "The king of France lived in a large palace.",
+        "The bridge in Rome was built in 1990.",
+    ]
+    edits = []
+    for text in texts:
+        material = add(state, text, "Q?", "A", [text])
+        edits.append(material.self_edit_ids[0])
+    state.ledger.add_adapter_version(
+        1, parent=None, base_fingerprint="fp", manifest_sha256="x", created_at=0.0
+    )
+    state.ledger.record_update(
+        decision="accept", reason="", version=1, parent_version=None, n_sequences=5,
+        new_self_edits=edits,
+    )  # fmt: skip
+    from agent.inner_loop import train_adapter
+
+    train_adapter(runtime, texts[:4] * 3, cfg.adapt)  # fit all but the last one
+    loss_cfg = cfg.update.model_copy(update={"replay_policy": "loss"})
+    [worst] = choose_replay(state.ledger, 1, loss_cfg, seed=0, runtime=runtime)
+    assert worst.self_edit_id == edits[-1]
+    uniform = cfg.update.model_copy(update={"replay_policy": "uniform"})
+    seen = {choose_replay(state.ledger, 1, uniform, seed=s)[0].self_edit_id for s in range(30)}
+    assert seen == set(edits)
