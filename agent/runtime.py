@@ -1,8 +1,10 @@
 """The model runtime: one loaded causal LM with one LoRA knowledge adapter attached in place.
 
 Everything that touches the model goes through `ModelRuntime`: batched generation, answer scoring,
-and the adapter's life cycle (reset, save, load). The LoRA layers are injected once; an update only
-changes their weights, so nothing is re-wrapped per passage.
+and the adapter's life cycle (reset, save, load, combine). The model is wrapped by peft once; an
+update only changes the adapter's weights. Loading an adapter of another shape (rank, alpha,
+targets: a consolidation's output) replaces the adapter slot in place; a reset restores the
+configured shape.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from agent.io import fsync_dir
 from agent.model_source import DEFAULT_MODEL, resolve_model_path
 
 ADAPTER = "knowledge"
+SCRATCH = "knowledge-scratch"  # a transient slot while the knowledge slot changes shape
+COMBINED = "knowledge-combined"
+COMBINATIONS = ("linear", "cat", "svd", "ties", "dare_ties")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -262,8 +267,24 @@ class ModelRuntime:
     def adapter_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if f".{ADAPTER}." in n]
 
+    def _shape(self, config: LoraConfig) -> tuple:
+        return (config.r, config.lora_alpha, frozenset(config.target_modules or ()))
+
+    def _reshape(self, config: LoraConfig) -> None:
+        """Give the knowledge slot another rank/alpha/targets, in place (no re-wrapping)."""
+        if self._shape(config) == self._shape(self.model.peft_config[ADAPTER]):
+            return
+        model = self.model
+        model.add_adapter(SCRATCH, config)
+        model.set_adapter(SCRATCH)
+        model.delete_adapter(ADAPTER)
+        model.add_adapter(ADAPTER, config)
+        model.set_adapter(ADAPTER)
+        model.delete_adapter(SCRATCH)
+
     def reset_adapter(self, seed: int = 0) -> None:
-        """Fresh LoRA weights (B = 0, so the model equals its base), initialised from `seed`."""
+        """Fresh LoRA weights of the configured shape (B = 0: the model equals its base)."""
+        self._reshape(lora_config(self.adapt))
         torch.manual_seed(seed)
         for module in self.model.modules():
             if isinstance(module, LoraLayer) and ADAPTER in module.lora_A:
@@ -277,7 +298,9 @@ class ModelRuntime:
     def write_adapter_files(self, folder: Path) -> None:
         """Write the adapter in PEFT format (weights + adapter_config.json) into `folder`."""
         folder.mkdir(parents=True, exist_ok=True)
-        state = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
+        state = get_peft_model_state_dict(
+            self.model, adapter_name=ADAPTER, save_embedding_layers=False
+        )
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(
             state, folder / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()}
@@ -309,7 +332,7 @@ class ModelRuntime:
         return folder
 
     def load_adapter(self, folder: Path) -> None:
-        """Load a saved adapter into the attached LoRA layers (same rank and targets)."""
+        """Load a saved adapter (PEFT format) as the knowledge adapter, whatever its rank."""
         folder = Path(folder)
         weights = folder / ADAPTER_WEIGHTS
         try:
@@ -327,17 +350,67 @@ class ModelRuntime:
                 f"adapter {folder} was trained on a different base model "
                 f"(fingerprint {saved_for}, this model {self.fingerprint()})"
             )
-        ours = self.model.peft_config[ADAPTER]
-        if config.get("r") != ours.r or set(config.get("target_modules") or []) != set(
-            ours.target_modules
-        ):
-            raise SealError(
-                f"adapter {folder} has rank {config.get('r')} on {config.get('target_modules')}; "
-                f"the runtime is configured for rank {ours.r} on {sorted(ours.target_modules)}"
+        try:
+            saved = LoraConfig(
+                r=config["r"],
+                lora_alpha=config["lora_alpha"],
+                lora_dropout=config.get("lora_dropout", 0.0),
+                target_modules=config["target_modules"],
+                bias="none",
+                task_type="CAUSAL_LM",
             )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SealError(
+                f"adapter {folder}: {ADAPTER_CONFIG} is not a LoRA config ({exc})"
+            ) from exc
+        try:
+            self._reshape(saved)
+        except ValueError as exc:  # targets this model does not have
+            raise SealError(f"adapter {folder} does not fit model {self.name}: {exc}") from exc
         result = set_peft_model_state_dict(self.model, state, adapter_name=ADAPTER)
         missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
         if missing:
             raise SealError(
                 f"adapter {folder} lacks {len(missing)} LoRA tensors, e.g. {missing[0]}"
             )
+
+    def combine_adapters(
+        self,
+        folders: Sequence[Path],
+        weights: Sequence[float],
+        method: str,
+        density: float = 0.5,
+    ) -> None:
+        """Make the knowledge adapter a weighted combination of saved adapters, with PEFT's
+        `add_weighted_adapter` (`method` in COMBINATIONS; `cat` sums the ranks, the SVD and
+        TIES-style methods keep the configured rank; `density` is the TIES/DARE keep fraction)."""
+        if method not in COMBINATIONS:
+            raise SealError(f"unknown combination {method!r}; choose one of {COMBINATIONS}")
+        if not folders:
+            raise SealError("nothing to combine: no adapters given")
+        for folder in folders:  # the same integrity and base checks as loading one
+            self.load_adapter(folder)
+        parts = [f"knowledge-part-{i}" for i in range(len(folders))]
+        model = self.model
+        try:
+            for name, folder in zip(parts, folders, strict=True):
+                model.load_adapter(str(folder), adapter_name=name)
+            model.add_weighted_adapter(
+                parts,
+                list(weights),
+                COMBINED,
+                combination_type=method,
+                svd_rank=self.adapt.rank if method == "svd" else None,
+                density=density if method in ("ties", "dare_ties") else None,
+            )
+            combined = model.peft_config[COMBINED]
+            self._reshape(combined)
+            state = get_peft_model_state_dict(
+                model, adapter_name=COMBINED, save_embedding_layers=False
+            )
+            set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
+        finally:
+            model.set_adapter(ADAPTER)
+            for name in [*parts, COMBINED]:
+                if name in model.peft_config:
+                    model.delete_adapter(name)

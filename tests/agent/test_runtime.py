@@ -5,7 +5,7 @@ import torch
 
 from agent.errors import SealError
 from agent.inner_loop import train_adapter
-from agent.runtime import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from agent.runtime import ADAPTER, ADAPTER_CONFIG, ADAPTER_WEIGHTS, COMBINATIONS
 
 PROMPTS = ["The capital of France is", "Rome is a city on the river Tiber. The tower in"]
 FACTS = ["The capital of Italy is Rome.", "The bridge in Rome was built in 1990."]
@@ -56,10 +56,45 @@ def test_reset_adapter_restores_base_logits(trained):
     assert torch.equal(logits(trained), base)
 
 
-def test_load_refuses_other_rank(saved, make_runtime, tiny_adapt):
+def test_load_of_another_rank_reshapes_the_slot_and_reset_restores_it(
+    trained, saved, make_runtime, tiny_adapt
+):
     other = make_runtime(tiny_adapt(rank=4))
-    with pytest.raises(SealError, match="rank 8"):
-        other.load_adapter(saved)
+    base = logits(other)
+    other.load_adapter(saved)
+    assert other.model.peft_config[ADAPTER].r == 8
+    assert torch.allclose(logits(other), logits(trained), atol=1e-6)
+    other.reset_adapter()
+    assert other.model.peft_config[ADAPTER].r == 4
+    assert torch.allclose(logits(other), base, atol=1e-6)
+    assert list(other.model.peft_config) == [ADAPTER]
+
+
+@pytest.mark.parametrize("method", COMBINATIONS)
+def test_combined_adapters_keep_what_each_one_learned(method, make_runtime, tiny_adapt, tmp_path):
+    runtime = make_runtime()
+    prompts, answers = (
+        ["The capital of Italy is", "The bridge in Rome was built in"],
+        [
+            " Rome.",
+            " 1990.",
+        ],
+    )
+    base = [s.mean_logprob for s in runtime.score(prompts, answers)]
+    for i, fact in enumerate(FACTS):
+        train_adapter(runtime, [fact] * 4, tiny_adapt(epochs=5))
+        runtime.save_adapter(tmp_path / f"doc{i}")
+    runtime.combine_adapters([tmp_path / "doc0", tmp_path / "doc1"], [1.0, 1.0], method)
+    combined = [s.mean_logprob for s in runtime.score(prompts, answers)]
+    assert all(c > b + 1.0 for c, b in zip(combined, base, strict=True)), (base, combined)
+    expected_rank = 16 if method == "cat" else 8
+    assert runtime.model.peft_config[ADAPTER].r == expected_rank
+    assert list(runtime.model.peft_config) == [ADAPTER]  # no helper slots left behind
+    saved = runtime.save_adapter(tmp_path / "combined")
+    fresh = make_runtime()
+    fresh.load_adapter(saved)
+    again = [s.mean_logprob for s in fresh.score(prompts, answers)]
+    assert again == pytest.approx(combined, abs=1e-5)
 
 
 def test_load_refuses_adapter_of_other_base_model(other_base_model, make_runtime, tmp_path):
