@@ -17,6 +17,7 @@ from agent.runtime import ModelRuntime
 
 # SEAL's closed-book prompt (arXiv 2506.10943, Appendix B.3).
 ANSWER_PROMPT = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:\n"
+RAG_PREFIX = "Passage:\n{context}\n\n"
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -74,8 +75,14 @@ def mean_of(graded: Sequence[Graded], field: str) -> float:
     return sum(getattr(g, field) for g in graded) / len(graded)
 
 
-def question_prompt(runtime: ModelRuntime, question: str, cfg: EvalConfig) -> str:
-    return runtime.format_prompt(ANSWER_PROMPT.format(question=question), cfg.use_chat_template)
+def question_prompt(
+    runtime: ModelRuntime, question: str, cfg: EvalConfig, context: str | None = None
+) -> str:
+    """SEAL's closed-book prompt; with `context`, the same prompt after a retrieved passage."""
+    text = ANSWER_PROMPT.format(question=question)
+    if context is not None:
+        text = RAG_PREFIX.format(context=context) + text
+    return runtime.format_prompt(text, cfg.use_chat_template)
 
 
 def first_line(text: str) -> str:
@@ -83,10 +90,19 @@ def first_line(text: str) -> str:
 
 
 def answer_and_grade(
-    runtime: ModelRuntime, questions: Sequence[Question], cfg: EvalConfig, judge=None
+    runtime: ModelRuntime,
+    questions: Sequence[Question],
+    cfg: EvalConfig,
+    judge=None,
+    contexts: Sequence[str | None] | None = None,
 ) -> list[Graded]:
-    """Greedy closed-book answers for all questions (batched), graded against their gold answers."""
-    prompts = [question_prompt(runtime, q.question, cfg) for q in questions]
+    """Greedy answers for all questions (batched), graded against their gold answers;
+    closed-book, or after a retrieved passage per question (`contexts`)."""
+    contexts = contexts or [None] * len(questions)
+    prompts = [
+        question_prompt(runtime, q.question, cfg, c)
+        for q, c in zip(questions, contexts, strict=True)
+    ]
     outputs = runtime.generate(
         prompts,
         max_new_tokens=cfg.max_answer_tokens,
