@@ -161,8 +161,25 @@ class StoreConfig(_Section):
 class UpdateConfig(_Section):
     """How an update is made and checked: replay of earlier self-edits, and the retention gate."""
 
+    strategy: Literal["continual", "per-document"] = Field(
+        "continual",
+        description="'continual': each update continues training the current adapter (with "
+        "replay); 'per-document': each document gets a fresh adapter, and the current adapter "
+        "is all of them combined by `consolidation`.",
+    )
+    consolidation: Literal["linear", "cat", "svd", "ties", "dare_ties"] = Field(
+        "svd",
+        description="How per-document adapters are combined (PEFT add_weighted_adapter); "
+        "'cat' keeps them exactly but its rank grows with every document.",
+    )
+    consolidation_density: float = Field(
+        0.5, gt=0, le=1, description="ties/dare_ties: the share of each adapter's weights kept."
+    )
     replay_ratio: float = Field(
-        1.0, ge=0, description="Earlier self-edits replayed per new self-edit (0: no replay)."
+        1.0,
+        ge=0,
+        description="Earlier self-edits replayed per new self-edit (0: no replay; "
+        "strategy=continual only).",
     )
     replay_policy: Literal["uniform", "recency", "loss"] = Field(
         "uniform",

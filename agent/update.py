@@ -1,10 +1,14 @@
 """The update procedure every learning path uses: replay, a candidate adapter, a retention check,
 then commit or roll back, with the decision and its evidence in the ledger.
 
-    current adapter --load--> + new self-edits + replayed earlier self-edits --train--> candidate
+    continual:    current adapter + new self-edits + replayed earlier self-edits --train-->
+                  candidate
+    per-document: a fresh adapter on the new self-edits, combined with the current adapter's
+                  document adapters (update.consolidation) --> candidate
     probes of the new documents must improve; probes of earlier documents (nearest the new ones
     in the passage store, plus a random sample) must not drop beyond the tolerances
-    -> commit the candidate as a version and make it current (one ledger transaction), or
+    -> commit the candidate as a version (per-document: the document adapter too) and make it
+       current (one ledger transaction), or
     -> reload the current adapter and record why the candidate was refused.
 
 Scores are per document: the mean, over its probes, of the answer's log-probability per token
@@ -15,9 +19,12 @@ Scores are per document: the mean, over its probes, of the answer's log-probabil
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.config import SealConfig, UpdateConfig
 from agent.inner_loop import TrainLog, train_adapter
@@ -139,18 +146,10 @@ def score_documents(runtime, state: State, documents: Sequence[int], cfg: SealCo
     return {d: _mean(vs) for d, vs in per_doc.items()}
 
 
-def run_update(
-    state: State, runtime, cfg: SealConfig, material: NewMaterial, *, seed: int = 0
-) -> UpdateResult:
-    """Train a candidate from the current adapter, check it, commit or roll back."""
-    start = time.perf_counter()
-    ledger, adapters = state.ledger, state.adapters
-    rng = random.Random(seed)
-    parent = adapters.current()
-    adapters.load_into(runtime, parent)
-
+def _candidate_continual(state, runtime, cfg, material, parent, seed):
+    """Continue training the current adapter on the new self-edits plus a replay sample."""
     replay = choose_replay(
-        ledger,
+        state.ledger,
         replay_count(len(material.self_edit_ids), cfg.update.replay_ratio),
         cfg.update,
         seed=seed,
@@ -158,31 +157,92 @@ def run_update(
         runtime=runtime,
     )
     sequences = material.sequences + [s for item in replay for s in item.sequences]
-    old_docs = retention_documents(state, material, cfg, rng) if cfg.update.gate else []
-    checked = [*material.document_ids, *old_docs]
-    before = score_documents(runtime, state, checked, cfg) if cfg.update.gate else {}
-
     log = train_adapter(runtime, sequences, cfg.adapt, reset=parent == BASE)
 
-    new, old, after = [], [], {}
-    if cfg.update.gate:
-        after = score_documents(runtime, state, checked, cfg)
-        new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
-        old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
-        accept, reason = decide(new, old, cfg.update)
-    else:
-        accept, reason = True, "accepted without a retention check (update.gate is off)"
-
-    version = None
-    if accept:
-        version = adapters.commit(
+    def commit() -> int:
+        return state.adapters.commit(
             runtime.write_adapter_files,
             parent=parent,
             base_fingerprint=runtime.fingerprint(),
             config=cfg.model_dump(mode="json"),
             note=f"documents {', '.join(map(str, material.document_ids))}",
         )
-    else:
+
+    strategy = f"continual, replay {cfg.update.replay_policy} x{cfg.update.replay_ratio}"
+    return log, replay, len(sequences), strategy, commit
+
+
+def _candidate_per_document(state, runtime, cfg, material, parent, folder: Path):
+    """A fresh adapter on the new self-edits, combined with the current one's documents."""
+    adapters = state.adapters
+    # The current adapter's parts: its document adapters, or itself if trained otherwise.
+    kind = state.ledger.adapter_version(parent)["kind"] if parent else None
+    parts = adapters.components(parent) if kind == "consolidated" else [parent] if parent else []
+    log = train_adapter(runtime, material.sequences, cfg.adapt, reset=True)
+    document = runtime.save_adapter(folder / "document")
+    runtime.combine_adapters(
+        [*(adapters.path(v) for v in parts), document],
+        [1.0] * (len(parts) + 1),
+        cfg.update.consolidation,
+        cfg.update.consolidation_density,
+    )
+
+    def commit() -> int:
+        doc_version = adapters.commit(
+            lambda f: [shutil.copy2(p, f / p.name) for p in document.iterdir()],
+            parent=None,
+            base_fingerprint=runtime.fingerprint(),
+            config=cfg.model_dump(mode="json"),
+            note=f"document adapter: documents {', '.join(map(str, material.document_ids))}",
+            kind="document",
+        )
+        return adapters.commit(
+            runtime.write_adapter_files,
+            parent=parent,
+            base_fingerprint=runtime.fingerprint(),
+            config=cfg.model_dump(mode="json"),
+            note=f"{cfg.update.consolidation} of versions {[*parts, doc_version]}",
+            kind="consolidated",
+            components=[*parts, doc_version],
+        )
+
+    strategy = f"per-document, {cfg.update.consolidation} of {len(parts) + 1} adapters"
+    return log, [], len(material.sequences), strategy, commit
+
+
+def run_update(
+    state: State, runtime, cfg: SealConfig, material: NewMaterial, *, seed: int = 0
+) -> UpdateResult:
+    """Train a candidate (by `update.strategy`), check it, commit it or roll back."""
+    start = time.perf_counter()
+    ledger, adapters = state.ledger, state.adapters
+    parent = adapters.current()
+    adapters.load_into(runtime, parent)
+    old_docs = (
+        retention_documents(state, material, cfg, random.Random(seed)) if cfg.update.gate else []
+    )
+    checked = [*material.document_ids, *old_docs]
+    before = score_documents(runtime, state, checked, cfg) if cfg.update.gate else {}
+
+    with tempfile.TemporaryDirectory(prefix=".candidate-", dir=state.home) as tmp:
+        if cfg.update.strategy == "per-document":
+            log, replay, n_sequences, strategy, commit = _candidate_per_document(
+                state, runtime, cfg, material, parent, Path(tmp)
+            )
+        else:
+            log, replay, n_sequences, strategy, commit = _candidate_continual(
+                state, runtime, cfg, material, parent, seed
+            )
+        new, old, after = [], [], {}
+        if cfg.update.gate:
+            after = score_documents(runtime, state, checked, cfg)
+            new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
+            old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
+            accept, reason = decide(new, old, cfg.update)
+        else:
+            accept, reason = True, "accepted without a retention check (update.gate is off)"
+        version = commit() if accept else None
+    if not accept:
         adapters.load_into(runtime, parent)  # the runtime answers with the current version again
 
     def evidence(scores: dict[int, float]) -> dict:
@@ -197,10 +257,10 @@ def run_update(
             reason=reason,
             version=version,
             parent_version=parent or None,
-            n_sequences=len(sequences),
+            n_sequences=n_sequences,
             new_self_edits=material.self_edit_ids,
             replay_self_edits=[item.self_edit_id for item in replay],
-            strategy=f"continual, replay {cfg.update.replay_policy} x{cfg.update.replay_ratio}",
+            strategy=strategy,
             losses=log.losses,
             seconds=log.seconds,
             retention_before=evidence(before),

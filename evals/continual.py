@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -139,9 +138,10 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
     rows = {name: [base_row] for name in FAMILIES[family]}
     seconds = dict.fromkeys(FAMILIES[family], 0.0)
     rejected = 0
-    with tempfile.TemporaryDirectory(prefix="seal-continual-") as tmp, State.open(
-        Path(tmp) / "home"
-    ) as state:
+    with (
+        tempfile.TemporaryDirectory(prefix="seal-continual-") as tmp,
+        State.open(Path(tmp) / "home") as state,
+    ):
         runtime.reset_adapter(cfg.adapt.seed)
         for i, (passage, prep) in enumerate(zip(passages, preps, strict=True)):
             start = time.perf_counter()
@@ -307,10 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                     [r["R"] for r in records],
                     sum(r["wall_seconds"] for r in records),
                     records[0]["adapter_bytes"],
-                    {
-                        k: sum(r["extra"].get(k, 0) for r in records)
-                        for k in records[0]["extra"]
-                    },
+                    {k: sum(r["extra"].get(k, 0) for r in records) for k in records[0]["extra"]},
                 )
             )
     paths = write_report(results_json(runs, run_config), args.out)

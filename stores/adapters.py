@@ -78,8 +78,12 @@ class AdapterStore:
         base_fingerprint: str,
         config: dict[str, Any],
         note: str | None = None,
+        kind: str = "continual",
+        components: list[int] | None = None,
     ) -> int:
         """Store a new version whose files `write(folder)` produces; returns its number.
+        `kind`: continual, document (one document's own adapter) or consolidated (a combination
+        of the document adapters listed in `components`).
 
         `current` is not moved: the caller decides (see `set_current`)."""
         self._require_writer()
@@ -105,6 +109,8 @@ class AdapterStore:
                 "base_fingerprint": base_fingerprint,
                 "created_at": created_at,
                 "note": note,
+                "kind": kind,
+                "components": components,
                 "config": config,
                 "files": files,
             }
@@ -122,6 +128,8 @@ class AdapterStore:
             manifest_sha256=sha256_file(self.path(version) / MANIFEST),
             created_at=created_at,
             note=note,
+            kind=kind,
+            components=components,
         )
         return version
 
@@ -154,16 +162,15 @@ class AdapterStore:
         self.ledger.set_pinned(version, pinned)
 
     def gc(self, keep_last: int) -> list[int]:
-        """Delete all but the newest `keep_last` versions, never the current or a pinned one."""
+        """Delete all but the newest `keep_last` versions, never the current or a pinned one,
+        nor the document adapters a kept combination is made of."""
         self._require_writer()
-        current = self.current()
         rows = self.ledger.adapter_versions()
-        newest = {r["version"] for r in rows[-keep_last:]} if keep_last > 0 else set()
-        doomed = [
-            r["version"]
-            for r in rows
-            if r["version"] not in newest and r["version"] != current and not r["pinned"]
-        ]
+        keep = {r["version"] for r in rows[-keep_last:]} if keep_last > 0 else set()
+        keep |= {self.current()} | {r["version"] for r in rows if r["pinned"]}
+        for version in list(keep):  # a kept combination needs its document adapters
+            keep |= set(self.components(version))
+        doomed = [r["version"] for r in rows if r["version"] not in keep]
         # Ledger first: a version marked collected is never loaded again, whatever happens to
         # its folder; recover() removes folders left behind by a crash here.
         self.ledger.mark_collected(doomed)
@@ -210,6 +217,11 @@ class AdapterStore:
 
     def current(self) -> int:
         return self.ledger.pointer("current") or BASE
+
+    def components(self, version: int) -> list[int]:
+        """The document adapters a consolidated version combines; [] for any other version."""
+        row = self.ledger.adapter_version(version) if version else None
+        return json.loads(row["components"]) if row and row["components"] else []
 
     def _ledger_row(self, version: int) -> dict[str, Any]:
         row = self.ledger.adapter_version(version)

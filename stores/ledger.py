@@ -175,8 +175,15 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
         db[table].create_index(columns)
 
 
+def _migrate_v2(db: sqlite_utils.Database) -> None:
+    # What a version is: trained continually, one document's own adapter, or a combination of
+    # document adapters (their versions in `components`, a JSON list).
+    db["adapter_versions"].add_column("kind", str, not_null_default="continual")
+    db["adapter_versions"].add_column("components", str)
+
+
 # Migration i upgrades a ledger from schema version i to i + 1; append, never edit.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1, _migrate_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -484,19 +491,23 @@ class Ledger:
         manifest_sha256: str,
         created_at: float,
         note: str | None = None,
+        kind: str = "continual",
+        components: Sequence[int] | None = None,
     ) -> None:
-        with self.transaction():
-            self.db["adapter_versions"].insert(
-                {
-                    "version": version,
-                    "parent": parent,
-                    "base_fingerprint": base_fingerprint,
-                    "manifest_sha256": manifest_sha256,
-                    "created_at": created_at,
-                    "pinned": 0,
-                    "note": note,
-                }
-            )
+        self._insert(
+            "adapter_versions",
+            {
+                "version": version,
+                "parent": parent,
+                "base_fingerprint": base_fingerprint,
+                "manifest_sha256": manifest_sha256,
+                "created_at": created_at,
+                "pinned": 0,
+                "note": note,
+                "kind": kind,
+                "components": _json(list(components)) if components is not None else None,
+            },
+        )
 
     def adapter_version(self, version: int) -> dict[str, Any] | None:
         return self._row("SELECT * FROM adapter_versions WHERE version = ?", [version])

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -179,6 +180,9 @@ class State:
             ledger = Ledger(home / LEDGER)
             state = cls(home, ledger, lock, [])
             state.recovered = state.adapters.recover()
+            for leftover in home.glob(".candidate-*"):  # an update killed while training
+                shutil.rmtree(leftover, ignore_errors=True)
+                state.recovered.append(f"{leftover.name}: unfinished update")
         except BaseException:
             lock.release()
             raise

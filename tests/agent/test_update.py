@@ -179,3 +179,57 @@ def test_loss_replay_picks_what_the_adapter_fits_worst(state, make_runtime, tiny
     uniform = cfg.update.model_copy(update={"replay_policy": "uniform"})
     seen = {choose_replay(state.ledger, 1, uniform, seed=s)[0].self_edit_id for s in range(30)}
     assert seen == set(edits)
+
+
+def test_per_document_consolidation_kept_or_rolled_back(state, make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    # Summed adapters interfere a lot in the tiny model (about 3 nats on France's answer for a
+    # compatible document, 6.5 for a contradicting one): the tolerance sits between the two.
+    cfg = config(
+        tiny_adapt,
+        strategy="per-document",
+        consolidation="cat",
+        max_passage_drop=4.5,
+        max_mean_drop=10.0,
+    )
+    france = add(
+        state,
+        "The capital of France is Paris.",
+        "What is the capital of France?",
+        "Paris",
+        [qa("What is the capital of France?", "Paris")] * 4,
+    )
+    first = run_update(state, runtime, cfg, france)
+    assert first.decision == "accept", first.reason
+    # (a second capital would interfere: summed adapters generalise "capital of X -> Rome")
+    bridge = add(
+        state,
+        "The bridge in Rome was built in 1990.",
+        "When was the bridge built?",
+        "1990",
+        [qa("When was the bridge built?", "1990")] * 4,
+    )
+    second = run_update(state, runtime, cfg, bridge)
+    assert second.decision == "accept", second.reason
+    row = state.ledger.adapter_version(second.version)
+    assert row["kind"] == "consolidated"
+    parts = state.adapters.components(second.version)
+    assert len(parts) == 2 and all(
+        state.ledger.adapter_version(v)["kind"] == "document" for v in parts
+    )
+    assert state.adapters.components(first.version)[0] == parts[0]
+    state.adapters.gc(keep_last=0)  # the current combination keeps its document adapters
+    for version in [second.version, *parts]:
+        state.adapters.verify(version)
+
+    rome = add(
+        state,
+        "The tower in Paris was built in 1889.",
+        "When was the tower built?",
+        "1889",
+        [qa("When was the tower built?", "1889"), qa("What is the capital of France?", "Rome")] * 4,
+    )
+    third = run_update(state, runtime, cfg, rome)
+    assert third.decision == "rollback" and "document 1 dropped" in third.reason
+    assert state.adapters.current() == second.version
+    assert len(state.ledger.adapter_versions()) == 3  # nothing of the refused candidate kept
