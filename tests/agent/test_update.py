@@ -35,6 +35,35 @@ def add(state, text, question, answer, sequences):
     return NewMaterial([doc.document_id], [edit], sequences, [text])
 
 
+DOCS = {  # text, probe question, probe answer, self-edit sequences
+    "france": (
+        "The capital of France is Paris.",
+        "What is the capital of France?",
+        "Paris",
+        [qa("What is the capital of France?", "Paris")] * 4,
+    ),
+    "italy": (
+        "The capital of Italy is Rome.",
+        "What is the capital of Italy?",
+        "Rome",
+        [qa("What is the capital of Italy?", "Rome")] * 4,
+    ),
+    "bridge": (
+        "The bridge in Rome was built in 1990.",
+        "When was the bridge built?",
+        "1990",
+        [qa("When was the bridge built?", "1990")] * 4,
+    ),
+    # teaches its own fact, and overwrites France's
+    "overwrite": (
+        "The tower in Paris was built in 1889.",
+        "When was the tower built?",
+        "1889",
+        [qa("When was the tower built?", "1889"), qa("What is the capital of France?", "Rome")] * 4,
+    ),
+}
+
+
 @pytest.fixture
 def state(tmp_path):
     with State.open(tmp_path / "home") as state:
@@ -67,26 +96,13 @@ def test_decide(new, old, accept, reason):
 def test_gate_refuses_an_update_that_destroys_an_earlier_fact(state, make_runtime, tiny_adapt):
     runtime = make_runtime(tiny_adapt())
     cfg = config(tiny_adapt)
-    france = add(
-        state,
-        "The capital of France is Paris.",
-        "What is the capital of France?",
-        "Paris",
-        [qa("What is the capital of France?", "Paris")] * 4,
-    )
+    france = add(state, *DOCS["france"])
     first = run_update(state, runtime, cfg, france)
     assert first.decision == "accept", first.reason
     assert state.adapters.current() == first.version
     learned = logits(runtime)
 
-    # A document that teaches its own fact, and overwrites the earlier one.
-    tower = add(
-        state,
-        "The tower in Paris was built in 1889.",
-        "When was the tower built?",
-        "1889",
-        [qa("When was the tower built?", "1889"), qa("What is the capital of France?", "Rome")] * 4,
-    )
+    tower = add(state, *DOCS["overwrite"])
     second = run_update(state, runtime, cfg, tower)
     assert second.decision == "rollback"
     assert f"document {france.document_ids[0]} dropped" in second.reason
@@ -103,21 +119,9 @@ def test_gate_accepts_a_compatible_update_and_records_evidence(state, make_runti
     runtime = make_runtime(tiny_adapt())
     # the tiny model shifts every answer a little; the tolerance is for real interference
     cfg = config(tiny_adapt, replay_ratio=1.0, max_mean_drop=0.5)
-    france = add(
-        state,
-        "The capital of France is Paris.",
-        "What is the capital of France?",
-        "Paris",
-        [qa("What is the capital of France?", "Paris")] * 4,
-    )
+    france = add(state, *DOCS["france"])
     assert run_update(state, runtime, cfg, france).decision == "accept"
-    italy = add(
-        state,
-        "The capital of Italy is Rome.",
-        "What is the capital of Italy?",
-        "Rome",
-        [qa("What is the capital of Italy?", "Rome")] * 4,
-    )
+    italy = add(state, *DOCS["italy"])
     result = run_update(state, runtime, cfg, italy)
     assert result.decision == "accept", result.reason
     assert result.n_replay == 1 and [c.document_id for c in result.old] == france.document_ids
@@ -192,23 +196,11 @@ def test_per_document_consolidation_kept_or_rolled_back(state, make_runtime, tin
         max_passage_drop=4.5,
         max_mean_drop=10.0,
     )
-    france = add(
-        state,
-        "The capital of France is Paris.",
-        "What is the capital of France?",
-        "Paris",
-        [qa("What is the capital of France?", "Paris")] * 4,
-    )
+    france = add(state, *DOCS["france"])
     first = run_update(state, runtime, cfg, france)
     assert first.decision == "accept", first.reason
     # (a second capital would interfere: summed adapters generalise "capital of X -> Rome")
-    bridge = add(
-        state,
-        "The bridge in Rome was built in 1990.",
-        "When was the bridge built?",
-        "1990",
-        [qa("When was the bridge built?", "1990")] * 4,
-    )
+    bridge = add(state, *DOCS["bridge"])
     second = run_update(state, runtime, cfg, bridge)
     assert second.decision == "accept", second.reason
     row = state.ledger.adapter_version(second.version)
@@ -222,13 +214,7 @@ def test_per_document_consolidation_kept_or_rolled_back(state, make_runtime, tin
     for version in [second.version, *parts]:
         state.adapters.verify(version)
 
-    rome = add(
-        state,
-        "The tower in Paris was built in 1889.",
-        "When was the tower built?",
-        "1889",
-        [qa("When was the tower built?", "1889"), qa("What is the capital of France?", "Rome")] * 4,
-    )
+    rome = add(state, *DOCS["overwrite"])
     third = run_update(state, runtime, cfg, rome)
     assert third.decision == "rollback" and "document 1 dropped" in third.reason
     assert state.adapters.current() == second.version
