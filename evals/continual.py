@@ -207,6 +207,16 @@ def run_merges(runtime, cfg, preps, evaluator, base_row, tick) -> dict:
     }
 
 
+def metrics_from(rows: list[list[float]]) -> dict[str, float]:
+    """ACC, BWT and just-learned of a matrix of any scale (here: gold log-probabilities)."""
+    last, T = rows[-1], len(rows) - 1
+    return {
+        "acc": sum(last) / T,
+        "bwt": sum(last[j] - rows[j + 1][j] for j in range(T - 1)) / max(1, T - 1),
+        "just_learned": sum(rows[j + 1][j] for j in range(T)) / T,
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=EVAL200, help="SQuAD-format JSON file")
@@ -300,16 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for name in STRATEGIES:
         records = [done[(s, name)] for s in range(len(sequences)) if (s, name) in done]
-        if records:
-            runs.append(
-                StrategyRun(
-                    name,
-                    [r["R"] for r in records],
-                    sum(r["wall_seconds"] for r in records),
-                    records[0]["adapter_bytes"],
-                    {k: sum(r["extra"].get(k, 0) for r in records) for k in records[0]["extra"]},
-                )
+        if not records:
+            continue
+        extra = {k: sum(r["extra"].get(k, 0) for r in records) for k in records[0]["extra"]}
+        # The same metrics on the gold answers' log-probability per token: denser than accuracy
+        # for a small model (in nats, not points).
+        lp = [metrics_from(r["R_logprob"]) for r in records]
+        for key in ("acc", "bwt", "just_learned"):
+            extra[f"logprob_{key}"] = round(sum(m[key] for m in lp) / len(lp), 4)
+        runs.append(
+            StrategyRun(
+                name,
+                [r["R"] for r in records],
+                sum(r["wall_seconds"] for r in records),
+                records[0]["adapter_bytes"],
+                extra,
             )
+        )
     paths = write_report(results_json(runs, run_config), args.out)
     print((args.out / "report.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in paths))
