@@ -90,6 +90,7 @@ def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
 
     doc = read_document(args.path, args.index)
     with State.open(home) as state:
+        state.near_duplicate_similarity = cfg.store.near_duplicate_similarity
         stored = state.add_document(
             doc.text,
             source="file",

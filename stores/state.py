@@ -157,6 +157,7 @@ class State:
 
     def __init__(self, home: Path, ledger: Ledger, lock: WriterLock | None, recovered: list[str]):
         self.home = home
+        self.near_duplicate_similarity = 0.95  # store.near_duplicate_similarity
         self.ledger = ledger
         self.adapters = AdapterStore(home / ADAPTERS, ledger)
         self.lock = lock
@@ -198,7 +199,9 @@ class State:
         if self._passages is None:
             from stores.passages import PassageStore
 
-            self._passages = PassageStore(self.home / VECTORS)
+            self._passages = PassageStore(
+                self.home / VECTORS, near_duplicate_threshold=self.near_duplicate_similarity
+            )
         return self._passages
 
     def close(self) -> None:
