@@ -215,6 +215,11 @@ class UpdateConfig(_Section):
         4, ge=0, description="Earlier passages checked at random, so all are checked over time."
     )
     probes_per_passage: int = Field(5, ge=1, description="Questions asked per checked passage.")
+    probe_source: Literal["cloze", "self-qa"] = Field(
+        "cloze",
+        description="Probes of a document without dataset questions: sentence endings held "
+        "out of its passages, or question-answer pairs the model writes (filled up with cloze).",
+    )
 
 
 class SealConfig(_Section):

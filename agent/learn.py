@@ -45,7 +45,7 @@ def read_document(path: Path, index: int) -> Document:
 def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str):
     """Probe (if it has no probes yet), self-edit every passage, then the gated update."""
     from agent.update import NewMaterial, run_update
-    from policies.probes import generate_probes
+    from policies.probes import make_probes
     from policies.self_edit import write_self_edits
 
     ledger = state.ledger
@@ -53,8 +53,13 @@ def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: s
     passages = ledger.passages(doc_id)
     if not ledger.probes(doc_id):  # written before learning, by the model as it is now
         for passage in passages:
-            for question, answer in generate_probes(
-                runtime, title, passage["text"], cfg.self_edit, cfg.update.probes_per_passage
+            for question, answer in make_probes(
+                runtime,
+                title,
+                passage["text"],
+                cfg.self_edit,
+                cfg.update.probes_per_passage,
+                cfg.update.probe_source,
             ):
                 ledger.add_probe(
                     document_id=doc_id,

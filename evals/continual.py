@@ -66,13 +66,18 @@ def make_sequences(n_passages: int, n_sequences: int, length: int, seed: int) ->
 
 def prepare(runtime, cfg: SealConfig, passage: SquadPassage, seed: int) -> dict:
     """The passage's self-edit and the model's own probes, written by the base model."""
-    from policies.probes import generate_probes
+    from policies.probes import make_probes
     from policies.self_edit import write_self_edits
 
     runtime.reset_adapter(cfg.adapt.seed)
     [edit, *_] = write_self_edits(runtime, passage.title, passage.context, cfg.self_edit, seed=seed)
-    probes = generate_probes(
-        runtime, passage.title, passage.context, cfg.self_edit, cfg.update.probes_per_passage
+    probes = make_probes(
+        runtime,
+        passage.title,
+        passage.context,
+        cfg.self_edit,
+        cfg.update.probes_per_passage,
+        cfg.update.probe_source,
     )
     return {"sequences": edit.sequences, "raw": edit.raw, "probes": probes}
 

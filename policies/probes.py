@@ -1,8 +1,14 @@
 """Probes: questions with answers that check whether the model knows a passage.
 
-Dataset questions are used when a document comes with them (SQuAD). Otherwise the model writes
-them itself with SEAL's question-answer prompt, before it learns the passage, and they are kept in
-the ledger so that the same questions check the passage after every later update.
+Dataset questions are used when a document comes with them (SQuAD). Otherwise probes are made
+before the passage is learned, and kept in the ledger, so that the same questions check it after
+every later update (`update.probe_source`):
+
+- `cloze` (default): sentences of the passage with their ending held out ("How does this sentence
+  from <title> end: ...?" -> the last words). Needs no generation, and asks about what the passage
+  says, not about what the model made of it.
+- `self-qa`: the model writes question-answer pairs with SEAL's self-qa prompt; cloze probes fill
+  up when it writes fewer than asked (SmolLM2-135M writes none it can parse).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ _QA = re.compile(
     r"^\**Question\s*\d*\s*:\**\s*(?P<q>.+?\?)\s*\**Answer\s*\d*\s*:?\**\s*(?P<a>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MAX_ANSWER_WORDS = 24
+CLOZE_ANSWER_WORDS = 4
+CLOZE_MIN_WORDS = 8
 
 
 def qa_pairs(items: list[str]) -> list[tuple[str, str]]:
@@ -33,10 +42,27 @@ def qa_pairs(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def generate_probes(
-    runtime, title: str, context: str, cfg: SelfEditConfig, n: int, seed: int = 0
+def cloze_probes(title: str, context: str, n: int) -> list[tuple[str, str]]:
+    """Up to `n` sentences of the passage, spread over it, each with its last words held out."""
+    sentences = [s.split() for s in _SENTENCE_END.split(" ".join(context.split()))]
+    usable = [s for s in sentences if len(s) >= CLOZE_MIN_WORDS]
+    if len(usable) > n:  # spread the picks over the whole passage
+        usable = [usable[round(i * (len(usable) - 1) / max(1, n - 1))] for i in range(n)]
+    probes = []
+    for words in usable[:n]:
+        prefix = " ".join(words[:-CLOZE_ANSWER_WORDS])
+        answer = " ".join(words[-CLOZE_ANSWER_WORDS:]).rstrip(".!?")
+        probes.append((f'How does this sentence about {title} end: "{prefix} ..."?', answer))
+    return probes
+
+
+def make_probes(
+    runtime, title: str, context: str, cfg: SelfEditConfig, n: int, source: str = "cloze"
 ) -> list[tuple[str, str]]:
-    """Up to `n` question-answer probes the model writes about the passage (greedy)."""
-    qa_cfg = cfg.model_copy(update={"num_candidates": 1, "temperature": 0.0})
-    [edit] = write_self_edits(runtime, title, context, qa_cfg, fmt=FORMATS["self-qa"], seed=seed)
-    return qa_pairs(edit.items)[:n]
+    """Up to `n` probes for a passage, from `source` (see the module docstring)."""
+    probes: list[tuple[str, str]] = []
+    if source == "self-qa":
+        qa_cfg = cfg.model_copy(update={"num_candidates": 1, "temperature": 0.0})
+        [edit] = write_self_edits(runtime, title, context, qa_cfg, fmt=FORMATS["self-qa"])
+        probes = qa_pairs(edit.items)[:n]
+    return probes + cloze_probes(title, context, n - len(probes))
