@@ -23,10 +23,10 @@ def test_cloze_probes_hold_out_sentence_endings():
     probes = cloze_probes("Tower", PASSAGE, 5)
     assert len(probes) == 3  # "Short one." is too short to ask about
     question, answer = probes[0]
-    assert (
-        question == 'How does this sentence about Tower end: "The tower in Paris was built in ..."?'
+    assert question == (
+        'How does this sentence about Tower end: "The tower in Paris was built in 1889 ..."?'
     )
-    assert answer == "1889 for a world fair"
+    assert answer == "for a world fair"
     assert cloze_probes("Tower", PASSAGE, 2) == [probes[0], probes[2]]  # spread over the passage
     assert cloze_probes("Tower", "Too short.", 3) == []
 
