@@ -142,7 +142,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
     closed, ctx = FAMILIES[family][0], FAMILIES[family][1:]
     rows = {name: [base_row] for name in FAMILIES[family]}
     seconds = dict.fromkeys(FAMILIES[family], 0.0)
-    rejected = 0
+    rejected, decisions = 0, []
     with (
         tempfile.TemporaryDirectory(prefix="seal-continual-") as tmp,
         State.open(Path(tmp) / "home") as state,
@@ -153,6 +153,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
             material = store_passage(state, run_cfg, passage, prep)
             result = run_update(state, runtime, run_cfg, material, seed=cfg.adapt.seed + i)
             rejected += result.decision == "rollback"
+            decisions.append(f"{result.decision}: {result.reason}")
             rows[closed].append(evaluator.row())
             seconds[closed] += time.perf_counter() - start
             for name in ctx:  # retrieval, with the base (rag) or the learned weights
@@ -174,6 +175,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
             "wall_seconds": seconds[name],
             "adapter_bytes": None if name == "rag" else kept,
             "extra": extra if name == closed else {},
+            "decisions": decisions if name == closed else [],
         }
         for name in FAMILIES[family]
     }
