@@ -51,7 +51,7 @@ def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: s
     ledger = state.ledger
     state.adapters.load_into(runtime)
     passages = ledger.passages(doc_id)
-    if not ledger.probes(doc_id):  # written before learning, by the model as it is now
+    if not ledger.probes(doc_id):  # made before learning, so that they measure its effect
         for passage in passages:
             for question, answer in make_probes(
                 runtime,
