@@ -35,6 +35,7 @@ import numpy as np
 
 from agent.io import write_atomic
 
+HEATMAP_COLUMNS = 5
 METRICS = ("acc", "bwt", "fwt", "forgetting", "just_learned", "first_passage_retention_ratio")
 SUMMARY_KEYS = (
     *METRICS,
@@ -262,7 +263,7 @@ def _as_array(rows: list[list[float | None]] | list[float | None]) -> np.ndarray
 
 
 def plot_heatmaps(results: dict[str, Any], path: Path) -> Path:
-    """PNG of the mean R matrices side by side, one shared 0..1 color scale."""
+    """PNG of the mean R matrices side by side (rows of HEATMAP_COLUMNS), one 0..1 color scale."""
     # A bare Figure renders PNG through Agg without pyplot: no display, no global backend switch.
     from matplotlib.figure import Figure
 
@@ -270,11 +271,16 @@ def plot_heatmaps(results: dict[str, Any], path: Path) -> Path:
     if not strategies:
         raise ValueError("no strategies to plot")
     T = max(len(s["R"][0]) for s in strategies.values())
+    cols = min(len(strategies), HEATMAP_COLUMNS)
+    rows = math.ceil(len(strategies) / cols)
     fig = Figure(
-        figsize=(len(strategies) * (1.2 + 0.6 * T), 1.5 + 0.5 * (T + 1)), layout="constrained"
+        figsize=(cols * (1.2 + 0.6 * T), rows * (1.5 + 0.5 * (T + 1))), layout="constrained"
     )
-    axes = fig.subplots(1, len(strategies), squeeze=False)[0]
-    for ax, (name, s) in zip(axes, strategies.items(), strict=True):
+    grid = fig.subplots(rows, cols, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(strategies) :]:
+        ax.set_axis_off()
+    for ax, (name, s) in zip(axes, strategies.items(), strict=False):
         r = _as_array(s["R"])
         image = ax.imshow(r, vmin=0.0, vmax=1.0, cmap="viridis")
         ax.set_title(name)
@@ -284,7 +290,7 @@ def plot_heatmaps(results: dict[str, Any], path: Path) -> Path:
             if not math.isnan(v):
                 color = "white" if v < 0.5 else "black"  # readable on viridis' dark/light ends
                 ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", color=color, fontsize=8)
-    fig.colorbar(image, ax=list(axes), label="accuracy")
+    fig.colorbar(image, ax=axes, label="accuracy")
     return _save_png(fig, path)
 
 
