@@ -80,11 +80,15 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def lora_config(adapt: AdaptConfig) -> LoraConfig:
+    return _lora(adapt.rank, adapt.alpha, adapt.dropout, list(adapt.target_modules))
+
+
+def _lora(r: int, alpha: float, dropout: float, targets: list[str]) -> LoraConfig:
     return LoraConfig(
-        r=adapt.rank,
-        lora_alpha=adapt.alpha,
-        lora_dropout=adapt.dropout,
-        target_modules=list(adapt.target_modules),
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -331,8 +335,8 @@ class ModelRuntime:
         fsync_dir(folder.parent)
         return folder
 
-    def load_adapter(self, folder: Path) -> None:
-        """Load a saved adapter (PEFT format) as the knowledge adapter, whatever its rank."""
+    def _read_adapter(self, folder: Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
+        """A saved adapter's LoRA config and tensors, checked to belong to this base model."""
         folder = Path(folder)
         weights = folder / ADAPTER_WEIGHTS
         try:
@@ -351,28 +355,34 @@ class ModelRuntime:
                 f"(fingerprint {saved_for}, this model {self.fingerprint()})"
             )
         try:
-            saved = LoraConfig(
-                r=config["r"],
-                lora_alpha=config["lora_alpha"],
-                lora_dropout=config.get("lora_dropout", 0.0),
-                target_modules=config["target_modules"],
-                bias="none",
-                task_type="CAUSAL_LM",
+            lora = _lora(
+                config["r"],
+                config["lora_alpha"],
+                config.get("lora_dropout", 0.0),
+                config["target_modules"],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SealError(
                 f"adapter {folder}: {ADAPTER_CONFIG} is not a LoRA config ({exc})"
             ) from exc
-        try:
-            self._reshape(saved)
-        except ValueError as exc:  # targets this model does not have
-            raise SealError(f"adapter {folder} does not fit model {self.name}: {exc}") from exc
-        result = set_peft_model_state_dict(self.model, state, adapter_name=ADAPTER)
-        missing = [k for k in result.missing_keys if f".{ADAPTER}." in k]
+        return lora, state
+
+    def _set_weights(self, folder: Path, state: dict[str, torch.Tensor], slot: str) -> None:
+        result = set_peft_model_state_dict(self.model, state, adapter_name=slot)
+        missing = [k for k in result.missing_keys if f".{slot}." in k]
         if missing:
             raise SealError(
                 f"adapter {folder} lacks {len(missing)} LoRA tensors, e.g. {missing[0]}"
             )
+
+    def load_adapter(self, folder: Path) -> None:
+        """Load a saved adapter (PEFT format) as the knowledge adapter, whatever its rank."""
+        lora, state = self._read_adapter(folder)
+        try:
+            self._reshape(lora)
+        except ValueError as exc:  # targets this model does not have
+            raise SealError(f"adapter {folder} does not fit model {self.name}: {exc}") from exc
+        self._set_weights(folder, state, ADAPTER)
 
     def combine_adapters(
         self,
@@ -388,13 +398,18 @@ class ModelRuntime:
             raise SealError(f"unknown combination {method!r}; choose one of {COMBINATIONS}")
         if not folders:
             raise SealError("nothing to combine: no adapters given")
-        for folder in folders:  # the same integrity and base checks as loading one
-            self.load_adapter(folder)
+        loaded = [self._read_adapter(folder) for folder in folders]  # each read once, checked
         parts = [f"knowledge-part-{i}" for i in range(len(folders))]
         model = self.model
         try:
-            for name, folder in zip(parts, folders, strict=True):
-                model.load_adapter(str(folder), adapter_name=name)
+            for name, folder, (lora, state) in zip(parts, folders, loaded, strict=True):
+                try:
+                    model.add_adapter(name, lora)
+                except ValueError as exc:  # targets this model does not have
+                    raise SealError(
+                        f"adapter {folder} does not fit model {self.name}: {exc}"
+                    ) from exc
+                self._set_weights(folder, state, name)
             model.add_weighted_adapter(
                 parts,
                 list(weights),
