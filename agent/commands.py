@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import SealConfig, load_config, parse_overrides
+from agent.config import SealConfig, add_config_arguments, config_from_args
 from agent.errors import SealError
 from stores.adapters import BASE
 from stores.state import State, check_home, default_home
@@ -20,12 +20,11 @@ from stores.state import State, check_home, default_home
 
 def add_common_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--home", type=Path, help="state folder (default: $SEAL_HOME or XDG data)")
-    ap.add_argument("--config", type=Path, help="TOML config file")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    add_config_arguments(ap)
 
 
 def resolve(args: argparse.Namespace) -> tuple[SealConfig, Path]:
-    cfg = load_config(args.config, parse_overrides(args.set))
+    cfg = config_from_args(args)
     home = args.home or cfg.store.home or default_home()
     return cfg, Path(home).expanduser()
 

@@ -6,6 +6,7 @@ Sources, later ones winning: the defaults below, a TOML file (`--config`), envir
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tomllib
@@ -308,3 +309,19 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             value = raw
         out.setdefault(section, {})[field] = value
     return out
+
+
+def add_config_arguments(ap: argparse.ArgumentParser) -> None:
+    """`--config FILE` and repeatable `--set SECTION.FIELD=VALUE`, for every entry point."""
+    ap.add_argument("--config", type=Path, help="TOML config file")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field, e.g. --set adapt.epochs=10",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SealConfig:
+    return load_config(args.config, parse_overrides(args.set))

@@ -10,11 +10,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from agent.config import load_config, parse_overrides
+from agent.config import add_config_arguments, config_from_args
 from agent.errors import SealError
 from agent.io import read_text_file
 from evals.grading import Graded, Question
-from evals.squad import EVAL200, SquadPassage, load_squad
+from evals.squad import EVAL200, SquadPassage, load_squad_passage
 
 MAX_DOCUMENT_BYTES = 200_000  # a demo passage; long documents are the agent's job (`seal chat`)
 
@@ -25,8 +25,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--question", action="append", default=[], help="question (.txt input)")
     ap.add_argument("--answer", action="append", default=[], help="gold answer, per --question")
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="adapter + config go here")
-    ap.add_argument("--config", type=Path, help="TOML config file")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    add_config_arguments(ap)
 
 
 def _text_passage(path: Path, questions: list[str], answers: list[str]) -> SquadPassage:
@@ -44,12 +43,7 @@ def choose_passage(args: argparse.Namespace) -> SquadPassage:
     path = args.file or EVAL200
     if path.suffix.lower() != ".json":
         return _text_passage(path, args.question, args.answer)
-    passages = load_squad(path)
-    if not 0 <= args.index < len(passages):
-        raise SealError(
-            f"--index {args.index} is out of range: {path} has {len(passages)} passages"
-        )
-    return passages[args.index]
+    return load_squad_passage(path, args.index)
 
 
 def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
@@ -79,7 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from policies.self_edit import write_self_edits
 
     # ---- setup
-    cfg = load_config(args.config, parse_overrides(args.set))
+    cfg = config_from_args(args)
     passage = choose_passage(args)
     has_gold = all(q.answer for q in passage.questions)
     timings: dict[str, float] = {}

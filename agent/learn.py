@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import SealConfig
-from agent.errors import SealError
 from agent.io import read_text_file
 from stores.state import State
 
@@ -30,12 +29,9 @@ class Document:
 def read_document(path: Path, index: int) -> Document:
     """A SQuAD-format .json (passage `index`, with its questions as probes) or a text file."""
     if path.suffix.lower() == ".json":
-        from evals.squad import load_squad
+        from evals.squad import load_squad_passage
 
-        passages = load_squad(path)
-        if not 0 <= index < len(passages):
-            raise SealError(f"--index {index} is out of range: {path} has {len(passages)} passages")
-        p = passages[index]
+        p = load_squad_passage(path, index)
         qs = [(q.question, q.answer) for q in p.questions]
         return Document(p.title, p.context, f"{path.resolve()}#{index}", qs)
     text = read_text_file(path, MAX_DOCUMENT_BYTES)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from agent.config import AdaptConfig, SealConfig, load_config, parse_overrides
+from agent.config import AdaptConfig, SealConfig, add_config_arguments, config_from_args
 from agent.errors import run_cli
 from agent.io import write_atomic
 from evals.squad import EVAL200, SquadPassage, load_squad
@@ -298,11 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--versions", type=int, default=10, help="adapter versions to commit")
     for p in (il, st):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
-        p.add_argument("--config", type=Path)
-        p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+        add_config_arguments(p)
     args = ap.parse_args(argv)
 
-    cfg = load_config(args.config, parse_overrides(args.set))
+    cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.bench == "stores":
         from evals import bench_stores

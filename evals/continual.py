@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import SealConfig, load_config, parse_overrides  # noqa: E402
+from agent.config import SealConfig, add_config_arguments, config_from_args  # noqa: E402
 from agent.errors import SealError, run_cli  # noqa: E402
 from agent.io import append_jsonl, read_jsonl, write_atomic  # noqa: E402
 from evals.continual_report import StrategyRun, results_json, write_report  # noqa: E402
@@ -239,8 +239,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="T=3, one sequence: a few minutes")
     ap.add_argument("--out", type=Path, default=Path("runs/continual"))
-    ap.add_argument("--config", type=Path, help="TOML config file")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    add_config_arguments(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.length, args.sequences = 3, 1
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     from agent.runtime import ModelRuntime
 
     args = parse_args(argv)
-    cfg = load_config(args.config, parse_overrides(args.set))
+    cfg = config_from_args(args)
     families = [f.strip() for f in args.strategies.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:

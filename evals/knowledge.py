@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import SealConfig, load_config, parse_overrides
+from agent.config import SealConfig, add_config_arguments, config_from_args
 from agent.errors import SealError, run_cli
 from agent.io import append_jsonl, read_jsonl, write_atomic
 from evals.squad import EVAL200, SquadPassage, load_squad, load_teacher, resolve_teacher
@@ -202,21 +202,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="first N passages only")
     ap.add_argument("--seed", type=int, default=0, help="seed for self-edits and bootstrap")
     ap.add_argument("--out", type=Path, default=Path("runs/knowledge"))
-    ap.add_argument("--config", type=Path, default=None, help="TOML config file")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override one config field, e.g. --set adapt.epochs=10",
-    )
+    add_config_arguments(ap)
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     # ---- setup: validate everything before loading the model
     args = parse_args(argv)
-    cfg = load_config(args.config, parse_overrides(args.set))
+    cfg = config_from_args(args)
     conditions = parse_conditions(args.conditions)
     passages = load_squad(args.data)[: args.limit]
     teachers = {

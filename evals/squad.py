@@ -65,6 +65,14 @@ def load_squad(path: Path) -> list[SquadPassage]:
     return passages
 
 
+def load_squad_passage(path: Path, index: int) -> SquadPassage:
+    """Passage `index` of a SQuAD-format file (the `--index` of the commands that take one)."""
+    passages = load_squad(path)
+    if not 0 <= index < len(passages):
+        raise SealError(f"--index {index} is out of range: {path} has {len(passages)} passages")
+    return passages[index]
+
+
 def resolve_teacher(spec: str) -> Path:
     """`gpt41`, `seal-iter2` (vendored SEAL self-edits) or a path to such a file."""
     return TEACHERS.get(spec, Path(spec))
