@@ -604,20 +604,33 @@ class Ledger:
 
     # queries the rest of the system needs
 
-    def replay_pool(self, *, exclude_documents: Sequence[int] = ()) -> list[ReplayItem]:
-        """Self-edits that an accepted update trained on, minus forgotten documents' ones."""
+    def _replay_rows(self, exclude_documents: Sequence[int]) -> list[dict[str, Any]]:
+        """The replay pool without its sequences: cheap to sample from."""
         rows = self.db.query(
-            "SELECT DISTINCT s.id, s.document_id, s.sequences, s.created_at FROM self_edits s "
+            "SELECT DISTINCT s.id, s.document_id, s.created_at FROM self_edits s "
             "JOIN update_self_edits l ON l.self_edit_id = s.id AND l.role = 'new' "
             "JOIN updates u ON u.id = l.update_id AND u.decision = 'accept' "
             "WHERE s.excluded = 0 ORDER BY s.id"
         )
         skip = set(exclude_documents)
+        return [r for r in rows if r["document_id"] not in skip]
+
+    def _with_sequences(self, rows: Sequence[dict[str, Any]]) -> list[ReplayItem]:
+        ids = [r["id"] for r in rows]
+        sequences = {
+            r["id"]: json.loads(r["sequences"])
+            for r in self.db.query(
+                f"SELECT id, sequences FROM self_edits WHERE id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+        }
         return [
-            ReplayItem(r["id"], r["document_id"], json.loads(r["sequences"]), r["created_at"])
-            for r in rows
-            if r["document_id"] not in skip
+            ReplayItem(r["id"], r["document_id"], sequences[r["id"]], r["created_at"]) for r in rows
         ]
+
+    def replay_pool(self, *, exclude_documents: Sequence[int] = ()) -> list[ReplayItem]:
+        """Self-edits that an accepted update trained on, minus forgotten documents' ones."""
+        return self._with_sequences(self._replay_rows(exclude_documents))
 
     def sample_replay(
         self,
@@ -627,20 +640,22 @@ class Ledger:
         half_life_s: float | None = None,
         exclude_documents: Sequence[int] = (),
     ) -> list[ReplayItem]:
-        """`n` replay self-edits without repetition: uniform, or recency-weighted by half-life."""
-        pool = self.replay_pool(exclude_documents=exclude_documents)
+        """`n` replay self-edits without repetition: uniform, or recency-weighted by half-life.
+        Only the sampled self-edits' sequences are read."""
+        pool = self._replay_rows(exclude_documents)
         rng = random.Random(seed)
         if n >= len(pool):
-            return pool
+            return self._with_sequences(pool)
         if half_life_s is None:
-            return rng.sample(pool, n)
-        newest = max(item.created_at for item in pool)
+            return self._with_sequences(rng.sample(pool, n))
+        newest = max(r["created_at"] for r in pool)
         # Weighted sampling without replacement: keep the n largest u ** (1 / w) keys.
         keyed = [
-            (rng.random() ** (1 / 0.5 ** ((newest - it.created_at) / half_life_s)), it)
-            for it in pool
+            (rng.random() ** (1 / 0.5 ** ((newest - r["created_at"]) / half_life_s)), r)
+            for r in pool
         ]
-        return [it for _, it in sorted(keyed, key=lambda kv: kv[0], reverse=True)[:n]]
+        picked = sorted(keyed, key=lambda kv: kv[0], reverse=True)[:n]
+        return self._with_sequences([r for _, r in picked])
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Updates and events, newest first."""
