@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from agent.config import add_config_arguments, config_from_args
+from agent.documents import read_file
 from agent.errors import SealError
-from agent.io import read_text_file
 from evals.grading import Graded, Question
 from evals.squad import EVAL200, SquadPassage, load_squad_passage
 
@@ -29,7 +29,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def _text_passage(path: Path, questions: list[str], answers: list[str]) -> SquadPassage:
-    text = read_text_file(path, MAX_DOCUMENT_BYTES)
+    text = read_file(path, MAX_DOCUMENT_BYTES).text
     if not questions:
         raise SealError(f"{path} is plain text: give the questions to ask with --question")
     if answers and len(answers) != len(questions):

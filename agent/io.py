@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.errors import SealError
-
 
 def storable(text: str) -> str:
     """The text as stored: code points UTF-8 cannot encode (lone surrogates) become '?'."""
@@ -67,21 +65,3 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
-
-
-def read_text_file(path: Path, max_bytes: int) -> str:
-    """A UTF-8 text document, or one clear error naming the file (missing, huge, binary, empty)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SealError(f"cannot read {path}: {exc.strerror}") from None
-    if len(raw) > max_bytes:
-        raise SealError(f"{path} is {len(raw)} bytes, over the limit of {max_bytes} bytes")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SealError(f"{path} is not UTF-8 text (binary file?)") from None
-    if "\x00" in text or not text.strip():
-        raise SealError(f"{path} is empty or binary: nothing to learn from")
-    return text

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import SealConfig
-from agent.io import read_text_file
+from agent.documents import read_file
 from stores.state import State
-
-MAX_DOCUMENT_BYTES = 1_000_000
 
 
 @dataclass
@@ -27,15 +25,27 @@ class Document:
 
 
 def read_document(path: Path, index: int) -> Document:
-    """A SQuAD-format .json (passage `index`, with its questions as probes) or a text file."""
+    """A SQuAD-format .json (passage `index`, with its questions as probes), or a text, Markdown,
+    HTML or PDF file (agent/documents.py)."""
     if path.suffix.lower() == ".json":
         from evals.squad import load_squad_passage
 
         p = load_squad_passage(path, index)
         qs = [(q.question, q.answer) for q in p.questions]
         return Document(p.title, p.context, f"{path.resolve()}#{index}", qs)
-    text = read_text_file(path, MAX_DOCUMENT_BYTES)
-    return Document(path.stem.replace("_", " "), text, str(path.resolve()), [])
+    doc = read_file(path)
+    return Document(doc.title, doc.text, doc.uri, [])
+
+
+def load_runtime(state: State, cfg: SealConfig):
+    """The model as the state knows it: the configured base model (or the merged base the state
+    points at), with the current adapter version loaded. Every process that answers or learns
+    from a state loads the model here."""
+    from agent.runtime import ModelRuntime
+
+    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+    state.adapters.load_into(runtime)
+    return runtime
 
 
 def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str):
@@ -87,8 +97,6 @@ def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: s
 
 
 def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
-    from agent.runtime import ModelRuntime
-
     doc = read_document(args.path, args.index)
     with State.open(home) as state:
         state.near_duplicate_similarity = cfg.store.near_duplicate_similarity
@@ -118,7 +126,7 @@ def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
                     document_id=doc_id, question=question, answer=answer, origin="dataset"
                 )
         start = time.perf_counter()
-        runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+        runtime = load_runtime(state, cfg)
         try:
             result = learn_document(state, runtime, cfg, doc_id, doc.title)
         except BaseException as exc:
