@@ -65,6 +65,7 @@ def status(args: argparse.Namespace) -> int:
             "current_version": current,
             "current": row,
             "current_damage": damage,
+            "merged_base": str(state.bases.path(b)) if (b := state.base_for(current)) else None,
             "counts": state.ledger.counts(),
             "disk_bytes": state.disk_bytes(),
         }
@@ -72,6 +73,8 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"home:    {home}\nmodel:   {cfg.model.name}")
+    if info["merged_base"]:
+        print(f"base:    {info['merged_base']} (earlier adapters merged into the weights)")
     if row:
         parent = _version(row["parent"])
         print(
@@ -101,6 +104,11 @@ def _history_line(row: dict[str, Any]) -> str:
     if row["kind"] == "update":
         made = _version(row["version"]) if row["decision"] == "accept" else "no version"
         seconds = f", {row['seconds']:.0f} s" if row["seconds"] is not None else ""
+        if row["strategy"] == "merge into base":
+            return (
+                f"{when}  merge {row['id']}: {row['decision']} -> {made} (adapter "
+                f"{_version(row['parent_version'])} into the base{seconds}): {row['reason']}"
+            )
         return (
             f"{when}  update {row['id']}: {row['decision']} -> {made} (from "
             f"{_version(row['parent_version'])}; {row['n_sequences']} sequences, "
@@ -166,7 +174,22 @@ def gc(args: argparse.Namespace) -> int:
     keep = args.keep if args.keep is not None else cfg.store.keep_versions
     with State.open(home) as state:
         removed = state.adapters.gc(keep)
+        bases = state.collect_bases()
     print(f"removed {len(removed)} adapter versions" + (f": {removed}" if removed else ""))
+    if bases:
+        print(f"removed {len(bases)} merged bases no kept version uses: {bases}")
+    return 0
+
+
+def merge_base(args: argparse.Namespace) -> int:
+    from agent.learn import load_runtime, print_merge
+    from agent.merge import run_base_merge
+
+    cfg, home = resolve(args)
+    with State.open(home) as state:
+        result = run_base_merge(state, load_runtime(state, cfg), cfg, seed=cfg.adapt.seed)
+    print_merge(result)
+    print(f"  {result.seconds:.1f} s")
     return 0
 
 
@@ -199,6 +222,13 @@ def learn(args: argparse.Namespace) -> int:
     return run_learn(args, cfg, home)
 
 
+def ingest(args: argparse.Namespace) -> int:
+    from agent.ingest.run import run_ingest
+
+    cfg, home = resolve(args)
+    return run_ingest(args, cfg, home)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the memory commands to the `seal` parser."""
 
@@ -208,9 +238,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         ap.set_defaults(handler=handler)
         return ap
 
+    from agent import chat
+
+    ap = add("chat", "talk to the model; /feed it documents and it learns them", chat.run_chat)
+    chat.add_arguments(ap)
     ap = add("learn", "store a document and learn it (self-edit, update, commit a version)", learn)
     ap.add_argument("path", type=Path, help="a text file, or a SQuAD-format .json")
     ap.add_argument("--index", type=int, default=0, help="which passage of a .json file")
+    from agent.ingest.run import add_arguments as add_ingest_arguments
+
+    add_ingest_arguments(add("ingest", "learn from news feeds, folders and URL lists", ingest))
     ap = add("status", "model, current adapter version, counts and disk use", status)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap = add("history", "updates with their decisions and reasons, and other events", history)
@@ -226,10 +263,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--unpin", action="store_true", help="release a pin")
     ap = add("gc", "delete old adapter versions (never the current or a pinned one)", gc)
     ap.add_argument("--keep", type=int, help="recent versions to keep (store.keep_versions)")
+    add("merge-base", "merge the current adapter into the base weights (checked)", merge_base)
     ap = add("export", "write the whole state to one .tar.gz archive", export)
     ap.add_argument("archive", type=Path)
     ap = add("import", "install a state archive as --home", import_)
     ap.add_argument("archive", type=Path)
     ap.add_argument(
         "--replace", action="store_true", help="replace an existing state (kept beside it)"
+    )
+    from agent import train_policy
+
+    train_policy.add_arguments(
+        add("train-policy", "ReST-EM: train the self-edit policy", train_policy.run_train_policy)
     )

@@ -102,6 +102,12 @@ class SelfEditConfig(_Section):
     max_item_tokens: int = Field(
         256, ge=8, description="Items longer than this many tokens are dropped."
     )
+    policy: Path | None = Field(
+        None,
+        description="Self-edit policy that writes the self-edits: a policy version folder "
+        "written by `seal train-policy` (STORE/versions/vNNNN) or a policy store folder (its "
+        "current version); None: the model itself (policy version 0).",
+    )
 
     @field_validator("format")
     @classmethod
@@ -218,10 +224,198 @@ class UpdateConfig(_Section):
         4, ge=0, description="Earlier passages checked at random, so all are checked over time."
     )
     probes_per_passage: int = Field(5, ge=1, description="Questions asked per checked passage.")
+    merge_every: int = Field(
+        0,
+        ge=0,
+        description="Merge the current adapter into the base weights after this many accepted "
+        "updates since the last merge (a new base, checked like an update; 0: never). "
+        "`seal merge-base` merges on demand.",
+    )
+    merge_dtype: Literal["float32", "model"] = Field(
+        "float32",
+        description="The dtype of a merged base: float32 keeps a small LoRA delta exactly; "
+        "'model' keeps the model's dtype (half the disk, but bf16 rounding loses most of it).",
+    )
     probe_source: Literal["cloze", "self-qa"] = Field(
         "cloze",
         description="Probes of a document without dataset questions: sentence endings held "
         "out of its passages, or question-answer pairs the model writes (filled up with cloze).",
+    )
+
+
+class PolicyConfig(_Section):
+    """ReST-EM training of the self-edit policy (`seal train-policy`, SEAL section 3.1)."""
+
+    rounds: int = Field(2, ge=1, le=20, description="ReST-EM rounds R; round r writes version r.")
+    candidates: int = Field(
+        3, ge=1, le=64, description="Self-edits K sampled per passage in one batched call."
+    )
+    passages: int = Field(
+        12,
+        ge=0,
+        description="Training passages used per round, from the start of the data file; "
+        "0: all of them.",
+    )
+    reward: Literal["logprob", "graded"] = Field(
+        "logprob",
+        description="Candidate ranking after its update: 'logprob' = gain in mean gold-answer "
+        "log-probability per token over the base model (ties: graded contained accuracy); "
+        "'graded' = contained accuracy, SEAL's reward (ties: the log-probability gain).",
+    )
+    keep_only_beating_baseline: bool = Field(
+        True,
+        description="Keep a passage's best self-edit only if it beats the passage-only "
+        "update (SEAL keeps self-edits that improve over it).",
+    )
+    learning_rate: float = Field(3e-4, gt=0, le=1, description="AdamW lr of the policy LoRA.")
+    epochs: int = Field(2, ge=1, le=50, description="Passes over the kept pairs per round.")
+    batch_size: int = Field(
+        2, ge=1, description="(prompt, self-edit) pairs per optimizer step (packed)."
+    )
+    seed: int = Field(0, description="Seed for sampling the candidates and policy training.")
+    store: Path | None = Field(
+        None,
+        description="Policy store folder (versions/, current, log.jsonl); None: "
+        "<state home>/policies, apart from the knowledge adapters.",
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where inner-loop evaluations run: 'local' shares the loaded model; "
+        "'ray' spreads them over Ray actors, each loading the model once.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join (e.g. 'auto' or 'ray://host:10001'); None starts a "
+        "local Ray instance on 127.0.0.1.",
+    )
+    ray_workers: int = Field(2, ge=1, description="Ray actors, each holding one model copy.")
+    ray_gpus_per_worker: float = Field(
+        0.0, ge=0, description="GPUs each Ray actor reserves (0 on CPU machines)."
+    )
+
+
+class IngestConfig(_Section):
+    """`seal ingest`: polling news sources, deduplicating, and learning in batches."""
+
+    poll_interval_s: float = Field(
+        900.0, gt=0, description="Seconds between two polls of one source (feed, folder, list)."
+    )
+    timeout_s: float = Field(
+        20.0, gt=0, description="Whole-request limit for one HTTP request (connect to last byte)."
+    )
+    max_bytes: int = Field(
+        5_000_000, ge=1024, description="Feeds and articles larger than this are abandoned."
+    )
+    politeness_s: float = Field(
+        1.0, ge=0, description="Minimum seconds between two requests to the same host."
+    )
+    backoff_base_s: float = Field(
+        30.0, gt=0, description="First retry delay after an error; doubles per failure (jittered)."
+    )
+    backoff_max_s: float = Field(3600.0, gt=0, description="Cap of the retry delay.")
+    max_attempts: int = Field(
+        5, ge=1, description="Tries (fetch, or learning interrupted) before an item is rejected."
+    )
+    fetch_articles: bool = Field(
+        True,
+        description="Fetch the page an entry links to; off: learn the feed's own text "
+        "(content or summary) only.",
+    )
+    min_words: int = Field(20, ge=1, description="Articles with fewer words are rejected.")
+    batch_size: int = Field(
+        8, ge=1, description="Documents per update (SEAL's continued-pretraining setting)."
+    )
+    batch_wait_s: float = Field(
+        300.0,
+        ge=0,
+        description="A smaller batch is learned once its oldest document waited this long.",
+    )
+    update_minutes_per_hour: float = Field(
+        30.0,
+        ge=0,
+        le=60,
+        description="Compute budget: minutes of updates per rolling hour; 60 = no limit.",
+    )
+    max_queue: int = Field(
+        500,
+        ge=1,
+        description="Most documents waiting to be learned; beyond it the oldest are rejected "
+        "(newest first).",
+    )
+    near_duplicate_policy: Literal["skip", "learn-difference"] = Field(
+        "learn-difference",
+        description="An updated version of a stored story: 'skip' it, or learn only its new "
+        "and changed sentences.",
+    )
+    near_duplicate_similarity: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Mean cosine similarity (MiniLM) of an article's passages to an earlier "
+        "document's at which it counts as a version of the same story.",
+    )
+    json_logs: bool = Field(False, description="Log events as JSON lines on stdout.")
+    metrics_file: Path | None = Field(
+        None, description="Metrics JSON rewritten while running; None: HOME/ingest-metrics.json."
+    )
+    metrics_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between two rewrites of the metrics file."
+    )
+
+
+class ChatConfig(_Section):
+    """`seal chat`: answering, the learning gate (policies/gate.py) and the session's files."""
+
+    rag: bool = Field(
+        False,
+        description="Answer with retrieved passages in the prompt (also `/rag on`); off: "
+        "closed-book, from what the adapter learned.",
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per question.")
+    pending_rag_similarity: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="With rag off, a question this similar (cosine) to a passage of a document "
+        "the gate chose to learn but that is not learned yet is answered with that passage.",
+    )
+    max_answer_tokens: int = Field(64, ge=1, description="Length cap of one chat answer.")
+    min_novelty: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Gate: a document whose passages are closer than this (1 - cosine "
+        "similarity) to a learned document's passages is not learned again.",
+    )
+    known_logprob: float = Field(
+        -1.0,
+        le=0,
+        description="Gate: the model already knows a document when its probes' answers get at "
+        "least this mean log-probability per token, closed-book.",
+    )
+    update_minutes_per_hour: float = Field(
+        30.0,
+        ge=0,
+        description="Gate: compute budget, minutes of updates per rolling hour.",
+    )
+    # Measured with the default model on a 2-core CPU: one 86-word SQuAD passage took 25-32 s
+    # from /feed to commit (self-edit, training, retention check; results/chat/timings.json).
+    seconds_per_passage: float = Field(
+        45.0,
+        gt=0,
+        description="Gate: estimated seconds of an update per passage, for the compute budget.",
+    )
+    learn_statements: bool = Field(
+        True,
+        description="Learn the facts and corrections the user states in the conversation "
+        "(through the gate); off: only on /learn.",
+    )
+    checkpoint_db: str = Field(
+        "chat.sqlite",
+        description="The conversation's LangGraph checkpoints, a file in the state folder.",
+    )
+    history_file: str = Field(
+        "chat-history", description="The REPL's line history, a file in the state folder."
     )
 
 
@@ -232,6 +426,9 @@ class SealConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     update: UpdateConfig = Field(default_factory=UpdateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,23 +42,78 @@ def load_runtime(state: State, cfg: SealConfig):
     """The model as the state knows it: the configured base model (or the merged base the state
     points at), with the current adapter version loaded. Every process that answers or learns
     from a state loads the model here."""
+    from agent.merge import model_config_for
     from agent.runtime import ModelRuntime
 
-    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+    runtime = ModelRuntime.load(model_config_for(state, cfg, state.adapters.current()), cfg.adapt)
+    state.adapters.load_into(runtime)
+    return runtime
+
+
+def refresh_runtime(state: State, runtime, cfg: SealConfig):
+    """`runtime` answering with the state's current version, after another thread or process
+    committed or rolled back: the same runtime with the version loaded, or a newly loaded one
+    when the version needs another base (a merge into the base, or a rollback across one)."""
+    base = state.base_for(state.adapters.current())
+    wanted = cfg.model.name if base is None else str(state.bases.path(base))
+    if runtime.name != wanted:
+        return load_runtime(state, cfg)
     state.adapters.load_into(runtime)
     return runtime
 
 
 def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str):
     """Probe (if it has no probes yet), self-edit every passage, then the gated update."""
-    from agent.update import NewMaterial, run_update
+    return learn_documents(state, runtime, cfg, [doc_id], titles={doc_id: title})
+
+
+def learn_documents(
+    state: State,
+    runtime,
+    cfg: SealConfig,
+    doc_ids: list[int],
+    *,
+    titles: dict[int, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+):
+    """One update from several documents (SEAL's continued-pretraining setting): probe each
+    document that has no probes yet, self-edit every passage of every document, then one gated
+    update on all the self-edits. Titles default to the ledger's; `progress` gets progress lines
+    (default: printed)."""
+    from agent.update import run_update
+
+    say = progress or (lambda line: print(line, flush=True))
+    material = self_edit_documents(state, runtime, cfg, doc_ids, titles=titles, progress=say)
+    n = len(material.sequences)
+    say(f"  training on {n} sequences (+ replay) and checking retention ...")
+    return run_update(state, runtime, cfg, material, seed=cfg.adapt.seed)
+
+
+def self_edit_documents(
+    state: State,
+    runtime,
+    cfg: SealConfig,
+    doc_ids: list[int],
+    *,
+    titles: dict[int, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+):
+    """The material of one update (the graph's self-edit node, then `learn_documents`): probes
+    for each document that has none yet, and a self-edit of every passage."""
+    from agent.update import NewMaterial
     from policies.probes import make_probes
     from policies.self_edit import write_self_edits
 
     ledger = state.ledger
+    say = progress or (lambda line: print(line, flush=True))
     state.adapters.load_into(runtime)
-    passages = ledger.passages(doc_id)
-    if not ledger.probes(doc_id):  # made before learning, so that they measure its effect
+    titles = titles or {}
+    documents = [
+        (d, titles.get(d) or ledger.document(d)["title"] or "", ledger.passages(d)) for d in doc_ids
+    ]
+    for doc_id, title, passages in documents:
+        if ledger.probes(doc_id):  # made before learning, so that they measure its effect
+            continue
         for passage in passages:
             for question, answer in make_probes(
                 runtime,
@@ -74,26 +130,29 @@ def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: s
                     answer=answer,
                     origin="generated",
                 )
-    edit_ids, sequences = [], []
-    for n, passage in enumerate(passages, 1):
-        print(f"  self-edit {n}/{len(passages)} ...", flush=True)
-        [edit, *_] = write_self_edits(
-            runtime, title, passage["text"], cfg.self_edit, seed=cfg.adapt.seed
-        )
-        edit_ids.append(
-            ledger.add_self_edit(
-                document_id=doc_id,
-                passage_id=passage["id"],
-                format=edit.format,
-                text=edit.raw,
-                sequences=edit.sequences,
+    edit_ids, sequences, texts = [], [], []
+    total = sum(len(passages) for _, _, passages in documents)
+    n = 0
+    for doc_id, title, passages in documents:
+        for passage in passages:
+            n += 1
+            say(f"  self-edit {n}/{total} ...")
+            [edit, *_] = write_self_edits(
+                runtime, title, passage["text"], cfg.self_edit, seed=cfg.adapt.seed
             )
-        )
-        sequences += edit.sequences
-    ledger.set_document_status(doc_id, "self_edited")
-    print(f"  training on {len(sequences)} sequences (+ replay) and checking retention ...")
-    material = NewMaterial([doc_id], edit_ids, sequences, [p["text"] for p in passages])
-    return run_update(state, runtime, cfg, material, seed=cfg.adapt.seed)
+            edit_ids.append(
+                ledger.add_self_edit(
+                    document_id=doc_id,
+                    passage_id=passage["id"],
+                    format=edit.format,
+                    text=edit.raw,
+                    sequences=edit.sequences,
+                )
+            )
+            sequences += edit.sequences
+            texts.append(passage["text"])
+        ledger.set_document_status(doc_id, "self_edited")
+    return NewMaterial(list(doc_ids), edit_ids, sequences, texts)
 
 
 def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
@@ -141,4 +200,14 @@ def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     else:
         print(f"did not learn document {doc_id}: the update was rolled back")
     print(f"  {result.reason}; {time.perf_counter() - start:.1f} s")
+    if result.merge is not None:
+        print(f"merge into the base ({cfg.update.merge_every} updates since the last): ", end="")
+        print_merge(result.merge)
     return 0
+
+
+def print_merge(result) -> None:
+    if result.decision == "accept":
+        print(f"version {result.version} (parent v{result.parent}): {result.reason}")
+    else:
+        print(f"rolled back, v{result.parent} stays current: {result.reason}")

@@ -33,6 +33,7 @@ from agent.model_source import DEFAULT_MODEL, resolve_model_path
 ADAPTER = "knowledge"
 SCRATCH = "knowledge-scratch"  # a transient slot while the knowledge slot changes shape
 COMBINED = "knowledge-combined"
+POLICY = "policy"  # the self-edit policy LoRA (ReST-EM), kept apart from the knowledge slot
 COMBINATIONS = ("linear", "cat", "svd", "ties", "dare_ties")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -112,6 +113,7 @@ class ModelRuntime:
         self.adapt = adapt
         self.model.eval()
         self._fingerprint: str | None = None
+        self._policy_source: tuple | None = None  # what the policy slot holds (None: nothing)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -301,15 +303,18 @@ class ModelRuntime:
 
     def write_adapter_files(self, folder: Path) -> None:
         """Write the adapter in PEFT format (weights + adapter_config.json) into `folder`."""
+        self._write_slot_files(folder, ADAPTER)
+
+    def _write_slot_files(self, folder: Path, slot: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         state = get_peft_model_state_dict(
-            self.model, adapter_name=ADAPTER, save_embedding_layers=False
+            self.model, adapter_name=slot, save_embedding_layers=False
         )
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(
             state, folder / ADAPTER_WEIGHTS, metadata={"base_fingerprint": self.fingerprint()}
         )
-        config = self.model.peft_config[ADAPTER].to_dict()
+        config = self.model.peft_config[slot].to_dict()
         config["base_model_name_or_path"] = self.name
         (folder / ADAPTER_CONFIG).write_text(
             json.dumps(config, indent=2, default=list) + "\n", encoding="utf-8"
@@ -429,3 +434,120 @@ class ModelRuntime:
             for name in [*parts, COMBINED]:
                 if name in model.peft_config:
                     model.delete_adapter(name)
+
+    # ---------------------------------------------------------------- merging into the base
+    def _knowledge_layers(self) -> Iterator[tuple[str, LoraLayer]]:
+        for name, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and ADAPTER in module.lora_A:
+                yield name, module
+
+    def merge_adapter_into_base(self) -> dict[str, torch.Tensor]:
+        """Add the knowledge adapter's delta (scale * B @ A) to the base weights it wraps, then
+        zero the adapter: the model computes the same function with no adapter, up to rounding
+        in the base weights' dtype (one rounding per weight: the sum is done in float32).
+        Returns the replaced weights, for `restore_base`."""
+        originals = {}
+        with torch.no_grad():
+            for name, module in self._knowledge_layers():
+                weight = module.get_base_layer().weight
+                originals[name] = weight.detach().clone()
+                delta = module.get_delta_weight(ADAPTER).float()  # (out, in), like the weight
+                weight.copy_((weight.float() + delta).to(weight.dtype))
+        self.reset_adapter()
+        self._fingerprint = None
+        return originals
+
+    def restore_base(self, originals: dict[str, torch.Tensor]) -> None:
+        """Undo `merge_adapter_into_base` (the knowledge adapter is then loaded again)."""
+        with torch.no_grad():
+            for name, module in self._knowledge_layers():
+                if name in originals:
+                    module.get_base_layer().weight.copy_(originals[name])
+        self._fingerprint = None
+
+    def cast_base(self, dtype: torch.dtype) -> None:
+        """Give the base weights another dtype; LoRA weights keep theirs (PEFT keeps them in
+        float32 over a bf16 base). The config follows, so a reload computes the same
+        fingerprint."""
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                if "lora_" not in name:
+                    param.data = param.data.to(dtype)
+        self.base_model.config.dtype = dtype
+        self._fingerprint = None
+
+    def write_base_files(self, folder: Path) -> None:
+        """Write the base model as it is now (no LoRA tensors) as a transformers folder."""
+        clean = {
+            key.replace(".base_layer.", "."): value
+            for key, value in self.base_model.state_dict().items()
+            if "lora_" not in key
+        }
+        self.base_model.save_pretrained(folder, state_dict=clean)
+        self.tokenizer.save_pretrained(folder)
+
+    # ---------------------------------------------------------------- self-edit policy slot
+    # The policy (design.md: "two learned things, kept apart") is a second LoRA slot beside the
+    # knowledge adapter. It is active only inside `policy_active()`, so writing self-edits with
+    # it never touches the knowledge adapter, and answering never sees the policy.
+    def has_policy(self) -> bool:
+        return POLICY in self.model.peft_config
+
+    def load_policy(self, folder: Path | None) -> None:
+        """Put a saved policy LoRA (PEFT format) in the policy slot; None empties the slot.
+        Loading the folder the slot already holds, unchanged on disk, reads nothing."""
+        source = None
+        if folder is not None:
+            weights = Path(folder) / ADAPTER_WEIGHTS
+            stamp = weights.stat().st_mtime_ns if weights.exists() else None
+            source = (str(Path(folder).resolve()), stamp)
+            if source == self._policy_source:
+                return
+        self._drop_policy()
+        if folder is None:
+            return
+        lora, state = self._read_adapter(Path(folder))
+        try:
+            self.model.add_adapter(POLICY, lora)
+        except ValueError as exc:
+            raise SealError(f"policy {folder} does not fit model {self.name}: {exc}") from exc
+        finally:
+            self.model.set_adapter(ADAPTER)
+        self._set_weights(Path(folder), state, POLICY)
+        self._policy_source = source
+
+    def reset_policy(self, seed: int = 0) -> None:
+        """A fresh policy slot of the configured LoRA shape (B = 0: it writes like the base)."""
+        self._drop_policy()
+        torch.manual_seed(seed)
+        self.model.add_adapter(POLICY, lora_config(self.adapt))
+        self.model.set_adapter(ADAPTER)
+        self._policy_source = ("fresh", seed)
+
+    def _drop_policy(self) -> None:
+        if self.has_policy():
+            self.model.delete_adapter(POLICY)
+            self.model.set_adapter(ADAPTER)
+        self._policy_source = None
+
+    def policy_parameters(self) -> list[torch.nn.Parameter]:
+        """The policy slot's weights, for training it; the slot no longer matches its source."""
+        self._policy_source = ("modified",)
+        return [p for n, p in self.model.named_parameters() if f".{POLICY}." in n]
+
+    @contextlib.contextmanager
+    def policy_active(self) -> Iterator[None]:
+        """Inside, the model runs with the policy LoRA instead of the knowledge adapter."""
+        if not self.has_policy():
+            raise SealError("no self-edit policy is loaded (load_policy or reset_policy first)")
+        self.model.set_adapter(POLICY)
+        try:
+            yield
+        finally:
+            self.model.set_adapter(ADAPTER)
+
+    def write_policy_files(self, folder: Path) -> None:
+        """Write the policy slot in PEFT format (weights + adapter_config.json) into `folder`."""
+        if not self.has_policy():
+            raise SealError("no self-edit policy is loaded: nothing to write")
+        self._write_slot_files(folder, POLICY)

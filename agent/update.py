@@ -67,6 +67,7 @@ class UpdateResult:
     n_replay: int = 0
     log: TrainLog | None = None
     seconds: float = 0.0
+    merge: UpdateResult | None = None  # a merge into the base that followed (update.merge_every)
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -144,6 +145,16 @@ def score_documents(runtime, state: State, documents: Sequence[int], cfg: SealCo
     for (d, _), v in zip(flat, values, strict=True):
         per_doc.setdefault(d, []).append(v)
     return {d: _mean(vs) for d, vs in per_doc.items()}
+
+
+def evidence(
+    cfg: SealConfig, scores: dict[int, float], new: Sequence[int], old: Sequence[int]
+) -> dict:
+    """Scores as the ledger keeps them: by role (new or earlier document), then document."""
+    split = {"new": new, "old": old}
+    return {"score": cfg.update.retention_score} | {
+        role: {str(d): scores[d] for d in docs if d in scores} for role, docs in split.items()
+    }
 
 
 def _candidate_continual(state, runtime, cfg, material, parent, seed):
@@ -245,12 +256,6 @@ def run_update(
     if not accept:
         adapters.load_into(runtime, parent)  # the runtime answers with the current version again
 
-    def evidence(scores: dict[int, float]) -> dict:
-        split = {"new": material.document_ids, "old": old_docs}
-        return {"score": cfg.update.retention_score} | {
-            role: {str(d): scores[d] for d in docs if d in scores} for role, docs in split.items()
-        }
-
     with ledger.transaction():
         update_id = ledger.record_update(
             decision="accept" if accept else "rollback",
@@ -263,15 +268,15 @@ def run_update(
             strategy=strategy,
             losses=log.losses,
             seconds=log.seconds,
-            retention_before=evidence(before),
-            retention_after=evidence(after),
+            retention_before=evidence(cfg, before, material.document_ids, old_docs),
+            retention_after=evidence(cfg, after, material.document_ids, old_docs),
         )
         if version is not None:
             adapters.set_current(version)
         else:
             for doc in material.document_ids:
                 ledger.set_document_status(doc, "rejected", f"update {update_id}: {reason}")
-    return UpdateResult(
+    result = UpdateResult(
         "accept" if accept else "rollback",
         reason,
         version,
@@ -283,3 +288,9 @@ def run_update(
         log,
         time.perf_counter() - start,
     )
+    if accept and cfg.update.merge_every:
+        from agent.merge import run_base_merge, updates_since_merge
+
+        if updates_since_merge(state, version) >= cfg.update.merge_every:
+            result.merge = run_base_merge(state, runtime, cfg, seed=seed)
+    return result

@@ -1,6 +1,10 @@
-"""Speed benchmarks. `python evals/bench.py inner-loop|stores --out runs/bench`
+"""Speed benchmarks. `python evals/bench.py inner-loop|stores|ingest --out runs/bench`
 
 stores: see evals/bench_stores.py; writes stores.json.
+
+ingest: see evals/bench_ingest.py; `seal ingest --follow` for --minutes (default 60) against the
+local news server; items per hour stored and learned, memory over the run; writes
+bench_ingest.json.
 
 inner-loop: per passage, the seconds spent writing the self-edit, training and answering, with the
 default config; medians over the passages; training throughput in tokens/s and as a fraction of the
@@ -296,13 +300,36 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--batch", type=int, default=500, help="passages per insert call")
     st.add_argument("--ledger-writes", type=int, default=2000)
     st.add_argument("--versions", type=int, default=10, help="adapter versions to commit")
-    for p in (il, st):
+    ig = sub.add_parser("ingest", help="seal ingest against the local news server: items/hour")
+    ig.add_argument("--minutes", type=float, default=60.0, help="length of the run")
+    ig.add_argument("--backlog", type=int, default=30, help="stories already published")
+    ig.add_argument("--publish-every", type=float, default=20.0, help="seconds between stories")
+    ig.add_argument("--poll-every", type=float, default=60.0, help="feed poll interval, seconds")
+    for p in (il, st, ig):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
         add_config_arguments(p)
     args = ap.parse_args(argv)
 
     cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.bench == "ingest":
+        from evals import bench_ingest
+
+        config_args = (["--config", str(args.config)] if args.config else []) + [
+            a for s in args.set for a in ("--set", s)
+        ]
+        result = bench_ingest.run(
+            config_args,
+            args.minutes,
+            backlog=args.backlog,
+            publish_every=args.publish_every,
+            poll_every=args.poll_every,
+        )
+        result["config"] = cfg.model_dump(mode="json")
+        write_atomic(args.out / "bench_ingest.json", json.dumps(result, indent=2) + "\n")
+        print(bench_ingest.report(result))
+        print(f"wrote {args.out / 'bench_ingest.json'}")
+        return 0
     if args.bench == "stores":
         from evals import bench_stores
 

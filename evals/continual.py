@@ -9,6 +9,8 @@ Every strategy sees the same sequences, the same self-edits and the same probes:
 - naive         sequential self-edit updates, each continuing from the last (SEAL's experiment)
 - replay        the same, each update also replaying earlier self-edits (update.replay_ratio)
 - replay+gate   replay, and the retention gate commits or rolls back every update (agent/update)
+- replay+gate+base  replay+gate, and every --merge-every accepted updates the adapter is merged
+                into the base weights (agent/merge.py), under the same check
 - merge:METHOD  one adapter per passage, trained from the base, combined after each passage with
                 PEFT's add_weighted_adapter (linear, cat, svd, ties, dare_ties)
 - rag           no weight update: the passage retrieved for each question (top-1 from the passage
@@ -43,12 +45,13 @@ from evals.grading import Question, answer_and_grade  # noqa: E402
 from evals.squad import EVAL200, SquadPassage, load_squad  # noqa: E402
 
 MERGES = ["merge:linear", "merge:cat", "merge:svd", "merge:ties", "merge:dare_ties"]
-STRATEGIES = ["naive", "replay", "replay+gate", *MERGES, "rag", "rag+weights"]
+STRATEGIES = ["naive", "replay", "replay+gate", "replay+gate+base", *MERGES, "rag", "rag+weights"]
 # Strategies measured in one pass over a sequence, because they share its training.
 FAMILIES = {
     "naive": ["naive", "rag"],
     "replay": ["replay"],
     "replay+gate": ["replay+gate", "rag+weights"],
+    "replay+gate+base": ["replay+gate+base"],
     "merge": MERGES,
 }
 
@@ -135,14 +138,17 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
     from agent.update import run_update
     from stores.state import State
 
-    gate = family == "replay+gate"
+    gate = family.startswith("replay+gate")
     ratio = 0.0 if family == "naive" else cfg.update.replay_ratio
+    merge_every = cfg.update.merge_every if family == "replay+gate+base" else 0  # --merge-every
     run_cfg = cfg.model_copy(deep=True)
-    run_cfg.update = cfg.update.model_copy(update={"gate": gate, "replay_ratio": ratio})
+    run_cfg.update = cfg.update.model_copy(
+        update={"gate": gate, "replay_ratio": ratio, "merge_every": merge_every}
+    )
     closed, ctx = FAMILIES[family][0], FAMILIES[family][1:]
     rows = {name: [base_row] for name in FAMILIES[family]}
     seconds = dict.fromkeys(FAMILIES[family], 0.0)
-    rejected, decisions = 0, []
+    rejected, merged, decisions = 0, 0, []
     with (
         tempfile.TemporaryDirectory(prefix="seal-continual-") as tmp,
         State.open(Path(tmp) / "home") as state,
@@ -154,6 +160,9 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
             result = run_update(state, runtime, run_cfg, material, seed=cfg.adapt.seed + i)
             rejected += result.decision == "rollback"
             decisions.append(f"{result.decision}: {result.reason}")
+            if result.merge is not None:
+                merged += result.merge.decision == "accept"
+                decisions.append(f"merge {result.merge.decision}: {result.merge.reason}")
             rows[closed].append(evaluator.row())
             seconds[closed] += time.perf_counter() - start
             for name in ctx:  # retrieval, with the base (rag) or the learned weights
@@ -168,6 +177,8 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
         folder = state.adapters.path(state.adapters.current())
         kept = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     extra = {"updates_rolled_back": rejected} if gate else {}
+    if merge_every:
+        extra["merges_into_base"] = merged
     return {
         name: {
             "R": [r[0] for r in rows[name]],
@@ -237,6 +248,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + "; ".join(f"{k}: {', '.join(v)}" for k, v in FAMILIES.items())
         + ")",
     )
+    ap.add_argument(
+        "--merge-every",
+        type=int,
+        default=4,
+        help="replay+gate+base: merge into the base after this many accepted updates",
+    )
     ap.add_argument("--quick", action="store_true", help="T=3, one sequence: a few minutes")
     ap.add_argument("--out", type=Path, default=Path("runs/continual"))
     add_config_arguments(ap)
@@ -253,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     cfg = config_from_args(args)
+    cfg.update.merge_every = args.merge_every
     families = [f.strip() for f in args.strategies.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -300,15 +318,25 @@ def main(argv: list[str] | None = None) -> int:
         for s, family in todo:
             passages = [data[i] for i in sequences[s]]
             preps = [prepared[i] for i in sequences[s]]
-            evaluator = Evaluator(runtime, cfg, passages)
             if s not in base_rows:
                 runtime.reset_adapter(cfg.adapt.seed)
-                base_rows[s] = evaluator.row()
+                base_rows[s] = Evaluator(runtime, cfg, passages).row()
             if family == "merge":
+                evaluator = Evaluator(runtime, cfg, passages)
                 rows = run_merges(runtime, cfg, preps, evaluator, base_rows[s], bar.update)
             else:
+                # merges into the base change the model's weights: that family gets its own copy
+                own = ModelRuntime.load(cfg.model, cfg.adapt) if family.endswith("+base") else None
+                evaluator = Evaluator(own or runtime, cfg, passages)
                 rows = run_sequential(
-                    family, runtime, cfg, passages, preps, evaluator, base_rows[s], bar.update
+                    family,
+                    own or runtime,
+                    cfg,
+                    passages,
+                    preps,
+                    evaluator,
+                    base_rows[s],
+                    bar.update,
                 )
             for name, row in rows.items():
                 record = {"sequence": s, "strategy": name, **row}

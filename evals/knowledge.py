@@ -9,7 +9,11 @@ training sequences, then the passage's questions are answered closed-book.
 Conditions: `base` (no update), `passage` (the passage alone), any self-edit format name (the model
 writes its own self-edits: implications, implications-long, rewrite, self-qa), and `teacher:X`
 (self-edits read from a file shaped like SEAL's selfedits_*_eval200.json; `gpt41` and `seal-iter2`
-name the vendored ones). Writes `passages.jsonl` (one line per passage and condition),
+name the vendored ones). `FORMAT@POLICY` has a self-edit policy trained by `seal train-policy` write
+them: POLICY is a version number in the policy store (`--policy-store`, else policy.store, else
+<home>/policies; 0 = the model itself) or a policy folder, e.g.
+`--conditions implications@0,implications@1,implications@2` for ReST-EM rounds 0, 1 and 2.
+Writes `passages.jsonl` (one line per passage and condition),
 `results.json`, `results.md` and `config.json` to --out; rerunning resumes where it stopped.
 """
 
@@ -38,14 +42,20 @@ class Condition:
     name: str  # as given: base, passage, implications, teacher:gpt41, ...
     kind: str  # base | format | teacher
     teacher_file: Path | None = None
+    policy: Path | None = None  # FORMAT@POLICY: the policy folder that writes (None: the model)
 
 
-def parse_conditions(spec: str) -> list[Condition]:
+def parse_conditions(spec: str, policy_store: Path | None = None) -> list[Condition]:
     from policies.self_edit import FORMATS
 
     out = []
     for name in [c.strip() for c in spec.split(",") if c.strip()]:
-        if name == "base":
+        fmt, at, policy = name.partition("@")
+        if at and fmt in FORMATS and FORMATS[fmt].generates:
+            from policies.policy_store import resolve_policy
+
+            out.append(Condition(name, "format", policy=resolve_policy(policy, policy_store)))
+        elif name == "base":
             out.append(Condition(name, "base"))
         elif name == "passage" or name in FORMATS:
             out.append(Condition(name, "format"))
@@ -159,9 +169,12 @@ def evaluate_passage(
             count_tokens=runtime.count_tokens,
         )[0]
     else:
-        fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name]
+        fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name.split("@")[0]]
+        se_cfg = cfg.self_edit
+        if "@" in cond.name:  # FORMAT@POLICY names its writer, whatever self_edit.policy says
+            se_cfg = se_cfg.model_copy(update={"policy": cond.policy})
         edit = write_self_edits(
-            runtime, passage.title, passage.context, cfg.self_edit, fmt=fmt, seed=seed
+            runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed
         )[0]
     record["self_edit_seconds"] = round(time.perf_counter() - start, 3)
     log = train_adapter(runtime, edit.sequences, cfg.adapt)
@@ -202,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="first N passages only")
     ap.add_argument("--seed", type=int, default=0, help="seed for self-edits and bootstrap")
     ap.add_argument("--out", type=Path, default=Path("runs/knowledge"))
+    ap.add_argument(
+        "--policy-store", type=Path, help="policy store of FORMAT@N conditions (seal train-policy)"
+    )
     add_config_arguments(ap)
     return ap.parse_args(argv)
 
@@ -210,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     # ---- setup: validate everything before loading the model
     args = parse_args(argv)
     cfg = config_from_args(args)
-    conditions = parse_conditions(args.conditions)
+    policy_store = args.policy_store or cfg.policy.store
+    if policy_store is None:
+        from stores.state import default_home
+
+        policy_store = Path(cfg.store.home or default_home()).expanduser() / "policies"
+    conditions = parse_conditions(args.conditions, policy_store)
     passages = load_squad(args.data)[: args.limit]
     teachers = {
         c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
@@ -221,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "limit": args.limit,
         "conditions": [c.name for c in conditions],
-        **cfg.model_dump(mode="json", exclude={"store", "update"}),  # not used here
+        **cfg.model_dump(mode="json", exclude={"store", "update", "policy"}),  # not used here
     }
+    if cfg.self_edit.policy is None:  # as before the field existed: older runs still resume
+        del run_config["self_edit"]["policy"]
     check_resumable(args.out, run_config)
     write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
     log_path = args.out / "passages.jsonl"

@@ -8,6 +8,7 @@ prefixed with the passage title, and the title-prefixed passage itself is append
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -167,7 +168,11 @@ def write_self_edits(
     fmt: SelfEditFormat | None = None,
     seed: int = 0,
 ) -> list[SelfEdit]:
-    """Sample `cfg.num_candidates` self-edits in one batched call and parse each."""
+    """Sample `cfg.num_candidates` self-edits in one batched call and parse each.
+
+    With `cfg.policy` set, the policy LoRA (policies/policy_store.py) writes them, in place of
+    the knowledge adapter, which stays as it is.
+    """
     if not context.strip():
         raise SealError(f"passage {title!r} is empty: nothing to learn from")
     fmt = fmt or get_format(cfg.format)
@@ -176,17 +181,31 @@ def write_self_edits(
     )
     if not fmt.generates:
         return [parse("")]
-    prompt = runtime.format_prompt(fmt.prompt(title, context), chat=cfg.use_chat_template)
-    [texts] = runtime.generate(
-        [prompt],
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        num_return_sequences=cfg.num_candidates,
-        batch_size=cfg.num_candidates,
-        seed=seed,
-    )
+    prompt = self_edit_prompt(runtime, fmt, title, context, cfg)
+    writer = contextlib.nullcontext()
+    if cfg.policy is not None:
+        from policies.policy_store import resolve_policy
+
+        runtime.load_policy(resolve_policy(cfg.policy))
+        writer = runtime.policy_active()
+    with writer:
+        [texts] = runtime.generate(
+            [prompt],
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            num_return_sequences=cfg.num_candidates,
+            batch_size=cfg.num_candidates,
+            seed=seed,
+        )
     return [parse(text) for text in texts]
+
+
+def self_edit_prompt(
+    runtime: ModelRuntime, fmt: SelfEditFormat, title: str, context: str, cfg: SelfEditConfig
+) -> str:
+    """The formatted prompt a self-edit is generated from (and trained on, by ReST-EM)."""
+    return runtime.format_prompt(fmt.prompt(title, context), chat=cfg.use_chat_template)
 
 
 def teacher_self_edits(

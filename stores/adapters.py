@@ -39,7 +39,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     for path in sorted(folder.rglob("*"), reverse=True):
         if path.is_file():
             with open(path, "rb") as fh:
@@ -115,7 +115,7 @@ class AdapterStore:
                 "files": files,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             os.rename(tmp, self.path(version))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

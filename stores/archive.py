@@ -20,14 +20,15 @@ from pathlib import Path
 from agent.errors import SealError
 from agent.io import fsync_dir
 from stores.adapters import sha256_file
-from stores.state import ADAPTERS, LEDGER, MARKER, VECTORS, State, check_home
+from stores.state import ADAPTERS, BASES, LEDGER, MARKER, VECTORS, State, check_home
 
 EXPORT_MANIFEST = "export.json"
 ROOT = "seal-state"
 
 
 def _snapshot(state: State, folder: Path) -> None:
-    """Copy the state into `folder`: ledger by backup API, live adapter versions, vectors."""
+    """Copy the state into `folder`: ledger by backup API, live adapter versions, merged bases,
+    vectors."""
     shutil.copy2(state.home / MARKER, folder / MARKER)
     target = sqlite3.connect(folder / LEDGER)
     try:
@@ -42,6 +43,9 @@ def _snapshot(state: State, folder: Path) -> None:
         state.adapters.verify(row["version"])
         path = state.adapters.path(row["version"])
         shutil.copytree(path, adapters / "versions" / path.name)
+    for base in state.bases.bases():
+        state.bases.verify(base)
+        shutil.copytree(state.bases.path(base), folder / BASES / state.bases.path(base).name)
 
 
 def export_state(state: State, archive: Path) -> dict:
@@ -120,6 +124,8 @@ def import_state(archive: Path, home: Path, *, replace: bool = False) -> Path | 
                 raise SealError(f"{archive}: the ledger fails its integrity check: {errors[0]}")
             for row in state.ledger.adapter_versions():
                 state.adapters.verify(row["version"])
+            for base in state.bases.bases():
+                state.bases.verify(base)
             state.ledger.add_event(
                 "import", str(archive), {"exported_at": manifest.get("exported_at")}
             )

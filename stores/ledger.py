@@ -1,7 +1,8 @@
 """The ledger: one SQLite file recording what the agent read, wrote and learned, and why.
 
 Tables: documents, passages, self_edits, adapter_versions, updates (with the self-edits each one
-trained on), probes, eval_runs and events (rollbacks, forgets, pins, imports). WAL mode, foreign
+trained on), probes, eval_runs, events (rollbacks, forgets, pins, imports), and `seal ingest`'s
+ingest_sources, ingest_items and ingest_batches. WAL mode, foreign
 keys on, `synchronous=FULL`; the schema is versioned by `PRAGMA user_version` and upgraded by the
 ordered `MIGRATIONS` when a writer opens the file. Every multi-row write is one transaction.
 """
@@ -182,8 +183,92 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
     db["adapter_versions"].add_column("components", str)
 
 
+def _migrate_v3(db: sqlite_utils.Database) -> None:
+    # `seal ingest`: the sources it polls and every item it saw, with its state and why.
+    db["ingest_sources"].create(
+        {
+            "id": int,
+            "kind": str,  # feed | folder | urls
+            "location": str,
+            "added_at": float,
+            "interval_s": float,  # seconds between polls
+            "etag": str,
+            "last_modified": str,
+            "next_poll_at": float,
+            "failures": int,
+            "last_polled_at": float,
+            "last_ok_at": float,
+            "last_error": str,
+            "last_error_at": float,
+        },
+        pk="id",
+        not_null={"kind", "location", "added_at", "failures"},
+        defaults={"failures": 0},
+    )
+    db["ingest_sources"].create_index(["location"], unique=True)
+    # One row per (source, story key, revision): a story republished with edits is a new
+    # revision; the same entry seen again (or twice in one feed) is ignored by the unique index.
+    db["ingest_items"].create(
+        {
+            "id": int,
+            "source_id": int,
+            "key": str,  # canonical URL, else the GUID, else a hash of the entry
+            "revision": str,
+            "url": str,
+            "guid": str,
+            "title": str,
+            "inline_text": str,  # the feed's own text of the entry, until it is stored
+            "published_at": float,
+            "seen_at": float,
+            "state": str,  # seen | stored | self_edited | learned | rejected
+            "reason": str,
+            "content_hash": str,
+            "document_id": int,
+            "supersedes": int,
+            "attempts": int,
+            "next_try_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        foreign_keys=[
+            ("source_id", "ingest_sources", "id"),
+            ("document_id", "documents", "id"),
+            ("supersedes", "ingest_items", "id"),
+        ],
+        not_null={"source_id", "key", "revision", "seen_at", "state", "attempts", "updated_at"},
+        defaults={"attempts": 0},
+    )
+    db["ingest_items"].create_index(["source_id", "key", "revision"], unique=True)
+    db["ingest_items"].create_index(["state"])
+    db["ingest_items"].create_index(["key"])
+    db["ingest_items"].create_index(["content_hash"])
+    # One item per document: a document is learned at most once (updates mark it learned in the
+    # transaction that commits the adapter), so no item can be learned twice.
+    db.execute(
+        "CREATE UNIQUE INDEX ingest_items_document ON ingest_items(document_id) "
+        "WHERE document_id IS NOT NULL"
+    )
+    db["ingest_batches"].create(
+        {
+            "id": int,
+            "started_at": float,
+            "seconds": float,
+            "n_documents": int,
+            "update_id": int,
+            "decision": str,
+        },
+        pk="id",
+        foreign_keys=[("update_id", "updates", "id")],
+        not_null={"started_at", "seconds", "n_documents"},
+    )
+
+
 # Migration i upgrades a ledger from schema version i to i + 1; append, never edit.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -662,9 +747,9 @@ class Ledger:
         rows = list(
             self.db.query(
                 "SELECT 'update' AS kind, created_at AS at, id, version, parent_version, "
-                "decision, reason, n_sequences, n_replay, seconds, NULL AS subject, "
+                "decision, reason, n_sequences, n_replay, seconds, strategy, NULL AS subject, "
                 "NULL AS detail FROM updates "
-                "UNION ALL SELECT kind, at, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                "UNION ALL SELECT kind, at, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
                 "subject, detail FROM events ORDER BY at DESC, id DESC"
                 + (f" LIMIT {int(limit)}" if limit else "")
             )
@@ -726,3 +811,161 @@ class Ledger:
             "probes": "SELECT count(*) FROM probes",
         }
         return {name: self.db.execute(sql).fetchone()[0] for name, sql in q.items()}
+
+    # news ingestion (`seal ingest`, agent/ingest)
+
+    def ingest_source(self, kind: str, location: str, interval_s: float | None) -> dict[str, Any]:
+        """The source row for `location`, registered on first use, with this poll interval
+        (None: the configured default)."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO ingest_sources (kind, location, added_at, failures) "
+                "VALUES (?, ?, ?, 0)",
+                [kind, storable(location), time.time()],
+            )
+            self.db.execute(
+                "UPDATE ingest_sources SET interval_s = ? WHERE location = ?",
+                [interval_s, storable(location)],
+            )
+        return self._row("SELECT * FROM ingest_sources WHERE location = ?", [storable(location)])
+
+    def ingest_sources(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM ingest_sources ORDER BY id"))
+
+    def ingest_update_source(self, source_id: int, **fields: Any) -> None:
+        with self.transaction():
+            self.db["ingest_sources"].update(source_id, _clean(fields))
+
+    def ingest_add_items(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert the items not seen before (by source, key and revision); their new ids."""
+        now = time.time()
+        ids = []
+        with self.transaction():
+            for row in rows:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO ingest_items (source_id, key, revision, url, guid, "
+                    "title, inline_text, published_at, seen_at, state, attempts, updated_at, "
+                    "supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'seen', 0, ?, (SELECT "
+                    "max(id) FROM ingest_items WHERE source_id = ? AND key = ?))",
+                    [
+                        *(
+                            _clean(row).get(k)
+                            for k in ("source_id", "key", "revision", "url", "guid", "title")
+                        ),
+                        storable(row["inline_text"]) if row.get("inline_text") else None,
+                        row.get("published_at"),
+                        now,
+                        now,
+                        row["source_id"],
+                        storable(row["key"]),
+                    ],
+                )
+                if cursor.rowcount:
+                    ids.append(cursor.lastrowid)
+        return ids
+
+    def ingest_item(self, item_id: int) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM ingest_items WHERE id = ?", [item_id])
+
+    def ingest_set_item(self, item_id: int, **fields: Any) -> None:
+        with self.transaction():
+            self.db["ingest_items"].update(item_id, {**_clean(fields), "updated_at": time.time()})
+
+    def ingest_pending(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """Items seen but not stored yet and due for a try, newest first (ties: feed order)."""
+        return list(
+            self.db.query(
+                "SELECT * FROM ingest_items WHERE state = 'seen' AND (next_try_at IS NULL OR "
+                "next_try_at <= ?) ORDER BY coalesce(published_at, seen_at) DESC, id "
+                "LIMIT ?",
+                [now, limit],
+            )
+        )
+
+    def ingest_item_with(self, *, content_hash: str, exclude: int) -> dict[str, Any] | None:
+        """Another item with this content that was stored (whatever became of it since)."""
+        return self._row(
+            "SELECT * FROM ingest_items WHERE content_hash = ? AND id != ? AND document_id IS "
+            "NOT NULL ORDER BY id LIMIT 1",
+            [content_hash, exclude],
+        )
+
+    def ingest_item_of_document(self, document_id: int) -> dict[str, Any] | None:
+        return self._row("SELECT * FROM ingest_items WHERE document_id = ?", [document_id])
+
+    def ingest_sync_items(self) -> int:
+        """Items take the state of their document (learned, or rejected by the update's gate),
+        which the update procedure sets in the transaction that commits or refuses the adapter."""
+        with self.transaction():
+            return self.db.execute(
+                "UPDATE ingest_items SET state = d.status, reason = d.status_reason, "
+                "inline_text = NULL, updated_at = ? FROM documents d WHERE d.id = "
+                "ingest_items.document_id AND ingest_items.state NOT IN ('rejected') AND "
+                "d.status IN ('self_edited', 'learned', 'rejected') AND "
+                "ingest_items.state != d.status",
+                [time.time()],
+            ).rowcount
+
+    def ingest_queue(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Stored items whose document is not learned yet, newest first: what updates learn."""
+        return list(
+            self.db.query(
+                "SELECT i.*, d.title AS document_title FROM ingest_items i "
+                "JOIN documents d ON d.id = i.document_id WHERE i.state IN ('stored', "
+                "'self_edited') AND d.status IN ('stored', 'self_edited') AND d.forgotten_at IS "
+                "NULL ORDER BY coalesce(i.published_at, i.seen_at) DESC, i.id"
+                + (f" LIMIT {int(limit)}" if limit else "")
+            )
+        )
+
+    def ingest_record_batch(
+        self,
+        *,
+        started_at: float,
+        seconds: float,
+        n_documents: int,
+        update_id: int | None,
+        decision: str | None,
+    ) -> int:
+        return self._insert(
+            "ingest_batches",
+            {
+                "started_at": started_at,
+                "seconds": seconds,
+                "n_documents": n_documents,
+                "update_id": update_id,
+                "decision": decision,
+            },
+        )
+
+    def ingest_update_seconds(self, since: float) -> float:
+        """Seconds spent in ingest updates that started after `since` (the compute budget)."""
+        return self.db.execute(
+            "SELECT coalesce(sum(seconds), 0) FROM ingest_batches WHERE started_at >= ?", [since]
+        ).fetchone()[0]
+
+    def ingest_counts(self, since: float) -> dict[str, Any]:
+        """Items by state, queue depth, rejection reasons, and updates since `since`."""
+        by_state = {
+            r["state"]: r["n"]
+            for r in self.db.query("SELECT state, count(*) AS n FROM ingest_items GROUP BY state")
+        }
+        reasons = {
+            r["reason"]: r["n"]
+            for r in self.db.query(
+                "SELECT coalesce(substr(reason, 1, 60), '?') AS reason, count(*) AS n FROM "
+                "ingest_items WHERE state = 'rejected' GROUP BY 1 ORDER BY n DESC LIMIT 10"
+            )
+        }
+        batches = self._row(
+            "SELECT count(*) AS n, coalesce(sum(decision = 'accept'), 0) AS accepted, "
+            "coalesce(sum(seconds), 0) AS seconds FROM ingest_batches WHERE started_at >= ?",
+            [since],
+        )
+        return {
+            "items": sum(by_state.values()),
+            "by_state": by_state,
+            "queue": len(self.ingest_queue()),
+            "rejected_reasons": reasons,
+            "updates_since": batches,
+        }

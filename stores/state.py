@@ -5,6 +5,7 @@
     HOME/ledger.sqlite    the ledger (stores.ledger)
     HOME/vectors/         the passage store (stores.passages, chromadb)
     HOME/adapters/        the adapter store (stores.adapters)
+    HOME/bases/           base models adapters were merged into (stores.bases)
 
 A writer takes the lock, upgrades the ledger, and recovers what a killed writer left half-done.
 Readers (`seal status`, a read-only chat) take no lock. A folder that is not empty and has no
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from agent.errors import SealError
 from agent.io import write_atomic
 from stores.adapters import AdapterStore
+from stores.bases import BaseStore
 from stores.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ FORMAT_VERSION = 1
 LEDGER = "ledger.sqlite"
 VECTORS = "vectors"
 ADAPTERS = "adapters"
+BASES = "bases"
 LOCK = "lock"
 
 
@@ -160,6 +163,7 @@ class State:
         self.near_duplicate_similarity = 0.95  # store.near_duplicate_similarity
         self.ledger = ledger
         self.adapters = AdapterStore(home / ADAPTERS, ledger)
+        self.bases = BaseStore(home / BASES)
         self.lock = lock
         self.recovered = recovered
         self._passages: PassageStore | None = None
@@ -180,7 +184,11 @@ class State:
         try:
             ledger = Ledger(home / LEDGER)
             state = cls(home, ledger, lock, [])
-            state.recovered = state.adapters.recover()
+            state.recovered = state.adapters.recover() + state.bases.recover()
+            state.recovered += [
+                f"b{b:06d}: merged base no version uses (merge interrupted?)"
+                for b in state.collect_bases()
+            ]
             for leftover in home.glob(".candidate-*"):  # an update killed while training
                 shutil.rmtree(leftover, ignore_errors=True)
                 state.recovered.append(f"{leftover.name}: unfinished update")
@@ -299,6 +307,17 @@ class State:
         counts["trained_into"] = self.ledger.versions_trained_on(document_id)
         return counts
 
+    def base_for(self, version: int) -> int | None:
+        """The merged base adapter `version` was trained on; None: the configured model."""
+        if not version:
+            return None
+        return self.bases.find(self.ledger.adapter_version(version)["base_fingerprint"])
+
+    def collect_bases(self) -> list[int]:
+        """Remove the merged bases that no live adapter version was trained on."""
+        live = {r["base_fingerprint"] for r in self.ledger.adapter_versions()}
+        return self.bases.gc(live)
+
     def disk_bytes(self) -> dict[str, int]:
         def size(path: Path) -> int:
             if path.is_file():
@@ -308,4 +327,5 @@ class State:
         ledger = sum(size(p) for p in self.home.glob(LEDGER + "*"))
         vectors = size(self.home / VECTORS) if (self.home / VECTORS).exists() else 0
         adapters = self.adapters.disk_bytes()
-        return {"ledger": ledger, "vectors": vectors, "adapters": adapters}
+        bases = size(self.home / BASES) if (self.home / BASES).exists() else 0
+        return {"ledger": ledger, "vectors": vectors, "adapters": adapters, "bases": bases}

@@ -91,3 +91,25 @@ def test_writer_commands_refused_while_another_writes(home, capsys):
         assert status == 2 and "in use by pid" in err
         status, out, _ = seal(capsys, "status", "--home", str(home))
         assert status == 0 and "adapter: none" in out
+
+
+def test_merge_base_from_the_command_line(home, squad_file, tiny_cli_settings, capsys):
+    flags = ["--home", str(home), *tiny_cli_settings, "--set", "update.gate=false"]
+    assert seal(capsys, "merge-base", *flags)[0] == 2  # nothing learned yet: nothing to merge
+    # update.merge_every=2: the second accepted update is followed by a merge
+    every = ["--set", "update.merge_every=2"]
+    assert seal(capsys, "learn", str(squad_file), *flags, *every)[0] == 0
+    status, out, err = seal(capsys, "learn", str(squad_file), "--index", "1", *flags, *every)
+    assert status == 0, err
+    assert "merge into the base (2 updates since the last): version 3 (parent v2)" in out
+    status, out, _ = seal(capsys, "status", *flags)
+    assert status == 0 and "base:    " in out and "b000001" in out
+    status, out, _ = seal(capsys, "history", *flags)
+    assert "merge 3: accept -> v3 (adapter v2 into the base" in out
+    # a rollback to before the merge needs the original model; gc then drops the merged base
+    assert seal(capsys, "rollback", "1", *flags)[0] == 0
+    status, out, _ = seal(capsys, "gc", "--keep", "0", *flags)
+    assert status == 0 and "removed 2 adapter versions: [2, 3]" in out
+    assert "removed 1 merged bases" in out
+    status, out, _ = seal(capsys, "status", *flags)
+    assert "base:    " not in out and "adapter: v1" in out

@@ -15,6 +15,7 @@ def test_sequences_are_disjoint_and_seeded():
 def test_every_strategy_on_a_tiny_sequence_then_resume(squad_file, tiny_cli_settings, tmp_path):
     out = tmp_path / "continual"
     args = ["--data", str(squad_file), "--length", "2", "--sequences", "1", "--out", str(out)]
+    args += ["--merge-every", "1"]
     assert main([*args, *tiny_cli_settings]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results["strategies"]) == STRATEGIES
@@ -24,6 +25,7 @@ def test_every_strategy_on_a_tiny_sequence_then_resume(squad_file, tiny_cli_sett
         assert summary["n_sequences"] == 1
     assert results["strategies"]["rag"]["adapter_bytes"] is None
     assert "updates_rolled_back" in results["strategies"]["replay+gate"]
+    assert "merges_into_base" in results["strategies"]["replay+gate+base"]
     for name in ["report.md", "heatmaps.png", "retention.png", "prepared.jsonl"]:
         assert (out / name).is_file()
     rows = (out / "runs.jsonl").read_text().splitlines()

@@ -1,0 +1,225 @@
+"""`seal train-policy`: ReST-EM rounds that teach the model to write better self-edits.
+
+    seal train-policy ../shared/data/squad/train.json --out runs/policy \
+        --set policy.rounds=2 --set policy.passages=12 --set policy.candidates=3
+
+setup (config, data, policy store, log) -> run (rounds of policies/rest_em.py, through an
+executor) -> report (reward statistics per round). Round r samples with policy version r-1 (0:
+the model itself) and writes version r to the store (`--out`, else policy.store, else
+<home>/policies). Every passage's record (each candidate with its reward) is appended to
+`log.jsonl` as it finishes, so an interrupted run resumes at the next passage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from agent.config import SealConfig
+from agent.errors import SealError
+from agent.io import append_jsonl, read_jsonl, write_atomic
+
+LOG = "log.jsonl"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("data", type=Path, help="SQuAD-format JSON file of training passages")
+    ap.add_argument(
+        "--out", type=Path, help="policy store and log (default: policy.store or HOME/policies)"
+    )
+
+
+def run_config(cfg: SealConfig, data: Path) -> dict:
+    """What a resumed run must share with the run it continues (policy.rounds may grow)."""
+    return {
+        "data": str(data.resolve()),
+        # model.threads changes speed, not results: a run may resume with another count.
+        **cfg.model_dump(
+            mode="json",
+            include={"model", "adapt", "self_edit", "eval"},
+            exclude={"model": {"threads"}},
+        ),
+        "policy": cfg.policy.model_dump(
+            mode="json", exclude={"rounds", "executor", "ray_address", "ray_workers", "store"}
+        ),
+    }
+
+
+def check_resumable(root: Path, config: dict) -> None:
+    path = root / CONFIG
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    diff = [k for k in config if saved.get(k) != config[k]]
+    if diff:
+        raise SealError(
+            f"{root} holds a policy run with other settings ({', '.join(diff)}); use another "
+            "--out, or delete it to start over"
+        )
+
+
+def run_train_policy(args: argparse.Namespace) -> int:
+    from agent.commands import resolve
+    from evals.squad import load_squad
+    from policies.policy_store import PolicyStore
+
+    # ---- setup: everything a user can get wrong is checked before the model loads
+    cfg, home = resolve(args)
+    if cfg.self_edit.policy is not None:
+        raise SealError("self_edit.policy is set: train-policy samples with its own versions")
+    passages = load_squad(args.data)
+    passages = passages[: cfg.policy.passages or None]
+    root = Path(args.out or cfg.policy.store or home / "policies").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    config = run_config(cfg, args.data)
+    check_resumable(root, config)
+    write_atomic(root / CONFIG, json.dumps(config, indent=2) + "\n")
+    store = PolicyStore(root)
+    store.clean()
+    rounds = cfg.policy.rounds
+    records = list(read_jsonl(root / LOG))
+    done = {(r["round"], r["index"]) for r in records if r["kind"] == "passage"}
+    finished = [r for r in range(1, rounds + 1) if r in store.versions()]
+    todo = sum(
+        1
+        for r in range(1, rounds + 1)
+        for i in range(len(passages))
+        if r not in finished and (r, i) not in done
+    )
+    print(
+        f"ReST-EM: {rounds} rounds x {len(passages)} passages x K={cfg.policy.candidates}, "
+        f"reward {cfg.policy.reward}, executor {cfg.policy.executor}; {todo} passage runs to do "
+        f"-> {root}",
+        file=sys.stderr,
+    )
+
+    # ---- run
+    start = time.perf_counter()
+    if todo or len(finished) < rounds:
+        records = train(cfg, passages, store, records, rounds, todo)
+
+    # ---- report
+    from policies.rest_em import round_stats
+
+    summary = {
+        "rounds": [round_stats(records, r) for r in range(1, rounds + 1)],
+        "versions": store.versions(),
+        "current": store.current(),
+        "seconds_this_run": round(time.perf_counter() - start, 1),
+    }
+    write_atomic(root / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    print(report(summary, root))
+    return 0
+
+
+def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, todo: int):
+    """The ReST-EM rounds; returns every log record (old and new)."""
+    from tqdm import tqdm
+
+    from agent.executor import make_executor
+    from agent.runtime import ModelRuntime
+    from policies import rest_em
+
+    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+    fingerprint = runtime.fingerprint()
+    for version in store.versions():
+        store.verify(version, fingerprint)
+    baselines = {
+        r["index"]: rest_em.baselines_from_record(r) for r in records if r["kind"] == "baselines"
+    }
+    done = {(r["round"], r["index"]) for r in records if r["kind"] == "passage"}
+    log_path = store.root / LOG
+    executor = make_executor(cfg, runtime)
+    bar = tqdm(total=todo, desc="ReST-EM", unit="passage", dynamic_ncols=True)
+    try:
+        for round_ in range(1, rounds + 1):
+            if round_ in store.versions():
+                continue
+            policy = store.folder(round_ - 1)
+            for index, passage in enumerate(passages):
+                if (round_, index) in done:
+                    continue
+                bar.set_description(f"ReST-EM round {round_}/{rounds}")
+                record, base = rest_em.run_passage(
+                    runtime,
+                    executor,
+                    cfg,
+                    round_=round_,
+                    index=index,
+                    passage=passage,
+                    policy=policy,
+                    baselines=baselines.get(index),
+                )
+                if index not in baselines:
+                    baselines[index] = base
+                    line = rest_em.baselines_record(index, base)
+                    append_jsonl(log_path, line)
+                    records.append(line)
+                append_jsonl(log_path, record)
+                records.append(record)
+                stats = rest_em.round_stats(records, round_)
+                bar.set_postfix(kept=stats["kept"], reward=stats["candidate_reward"])
+                bar.update()
+            finish_round(runtime, cfg, store, passages, records, round_, fingerprint)
+    finally:
+        bar.close()
+        executor.close()
+    return records
+
+
+def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprint: str) -> None:
+    """Finetune the policy on the round's kept pairs and commit it as version `round_`."""
+    from policies import rest_em
+    from policies.self_edit import get_format, self_edit_prompt
+
+    fmt = get_format(cfg.self_edit.format)
+    pairs = [
+        (self_edit_prompt(runtime, fmt, passages[i].title, passages[i].context, cfg.self_edit), raw)
+        for i, raw in rest_em.kept_pairs(records, round_)
+    ]
+    parent = round_ - 1
+    if parent:
+        runtime.load_policy(store.folder(parent))
+    else:
+        runtime.reset_policy(cfg.policy.seed)
+    stats = rest_em.round_stats(records, round_)
+    if pairs:
+        log = rest_em.finetune_policy(runtime, pairs, cfg.policy, cfg.adapt.max_seq_tokens)
+        stats["train"] = log.as_dict()
+    else:  # nothing beat the baseline: the policy carries over unchanged
+        print(f"round {round_}: no self-edit was kept; the policy is unchanged", file=sys.stderr)
+    store.commit(
+        runtime.write_policy_files,
+        version=round_,
+        parent=parent,
+        base_fingerprint=fingerprint,
+        config=cfg.model_dump(mode="json"),
+        stats=stats,
+    )
+    store.set_current(round_)
+    runtime.load_policy(None)
+
+
+def report(summary: dict, root: Path) -> str:
+    lines = [
+        "| round | passages | candidates | kept | candidate contained | candidate reward "
+        "| kept reward | best-of-K contained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    for s in summary["rounds"]:
+        lines.append(
+            f"| {s['round']} | {s['passages']} | {s['candidates']} | {s['kept']} "
+            f"| {fmt(s['candidate_contained'])} | {fmt(s['candidate_reward'])} "
+            f"| {fmt(s['kept_reward'])} | {fmt(s['best_of_k_contained'])} |"
+        )
+    versions = ", ".join(f"v{v}" for v in summary["versions"]) or "none"
+    lines.append(f"\npolicy versions in {root}: {versions}; current: v{summary['current']}")
+    if summary["current"]:
+        lines.append(f"use it: --set self_edit.policy={root}/versions/v{summary['current']:04d}")
+    return "\n".join(lines)

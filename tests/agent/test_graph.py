@@ -1,0 +1,183 @@
+"""The agent graph: routing as pure functions of the state, then the compiled graph with an
+in-memory checkpointer, the tiny model and a real state folder (SQLite, chromadb, adapters)."""
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.config import SealConfig
+from agent.graph import AgentContext, builder
+from agent.graph.graph import (
+    route_after_gate,
+    route_after_ingest,
+    route_after_retrieve,
+    route_after_self_edit,
+    route_request,
+    turn,
+)
+from agent.graph.nodes import answer_contexts, conversation_statements
+from stores.state import State
+
+PASSAGE = (
+    "The capital of France is Paris. Paris is a city on the river Seine. "
+    "The tower in Paris was built in 1889. Many people visit the museum every year."
+)
+
+
+def test_route_request():
+    assert route_request({"request": "feed"}) == "ingest"
+    assert route_request({"request": "learn"}) == "ingest"
+    assert route_request({"request": "train"}) == "self_edit"
+    assert route_request({"request": "ask"}) == "retrieve"
+    assert route_request({}) == "retrieve"
+
+
+def test_routes_after_retrieve_ingest_and_self_edit():
+    assert route_after_retrieve({"statement": "Our office moved to Lyon."}) == "ingest"
+    assert route_after_retrieve({"statement": None}) == "answer"
+    assert route_after_ingest({"documents": [{"id": 1, "title": "t", "passages": 1}]}) == "gate"
+    assert route_after_ingest({"documents": []}) == "report"
+    assert route_after_self_edit({"material": {"sequences": ["a"]}}) == "update"
+    assert route_after_self_edit({"material": {"sequences": []}}) == "report"
+
+
+def test_route_after_gate_learns_now_or_defers_to_the_worker():
+    learn = [{"document_id": 1, "decision": "learn", "reason": "new"}]
+    skip = [{"document_id": 1, "decision": "skip", "reason": "known"}]
+    assert route_after_gate({"gate": learn}) == "self_edit"
+    assert route_after_gate({"gate": learn, "defer_learning": True}) == "report"
+    assert route_after_gate({"gate": skip}) == "report"
+    assert route_after_gate({"gate": []}) == "report"
+
+
+def test_answer_contexts_closed_book_unless_rag_or_not_learned_yet():
+    hits = [
+        {"passage_id": 1, "document_id": 1, "text": "learned", "similarity": 0.9,
+         "status": "learned"},
+        {"passage_id": 2, "document_id": 2, "text": "pending", "similarity": 0.8,
+         "status": "stored"},
+        {"passage_id": 3, "document_id": 3, "text": "far", "similarity": 0.1, "status": "stored"},
+    ]  # fmt: skip
+    assert answer_contexts({"passages": hits}, 0.5) == [hits[1]]
+    assert answer_contexts({"passages": hits[:1]}, 0.5) == []
+    assert answer_contexts({"passages": hits, "rag": True}, 0.5) == hits
+
+
+def test_conversation_statements_since_the_last_learning():
+    messages = [
+        HumanMessage("Our office moved to Lyon"),
+        AIMessage("Noted."),
+        HumanMessage("What is the capital of France?"),
+        HumanMessage("The launch date is the fifth of May"),
+        HumanMessage("hello"),
+    ]
+    assert conversation_statements({"messages": messages}) == [
+        "Our office moved to Lyon.",
+        "The launch date is the fifth of May.",
+    ]
+    assert conversation_statements({"messages": messages, "learned_upto": 2}) == [
+        "The launch date is the fifth of May."
+    ]
+
+
+@pytest.fixture
+def cfg(tiny_adapt):
+    return SealConfig.model_validate(
+        {
+            "adapt": tiny_adapt(epochs=1).model_dump(),
+            "self_edit": {"max_new_tokens": 8},
+            "eval": {"max_answer_tokens": 6},
+            # the tiny random model learns too little to pass the retention gate
+            "update": {"gate": False},
+            "chat": {"seconds_per_passage": 1.0, "max_answer_tokens": 6},
+        }
+    )
+
+
+@pytest.fixture
+def agent(tmp_path, runtime, cfg):
+    state = State.open(tmp_path / "home")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    yield graph, AgentContext(runtime, state, cfg), state
+    state.close()
+
+
+def run(graph, context, inputs, thread="t"):
+    return graph.invoke(inputs, {"configurable": {"thread_id": thread}}, context=context)
+
+
+def test_feed_gate_self_edit_update_report(agent, tmp_path):
+    graph, context, state = agent
+    doc = tmp_path / "paris.txt"
+    doc.write_text(PASSAGE, encoding="utf-8")
+
+    out = run(graph, context, turn("feed", source=str(doc)))
+    assert [d["id"] for d in out["documents"]] == [1]
+    assert out["gate"][0]["decision"] == "learn", out["gate"]
+    assert out["update"]["decision"] == "accept" and out["update"]["version"] == 1
+    assert state.adapters.current() == 1
+    assert state.ledger.document(1)["status"] == "learned"
+    assert "learned: adapter v1" in out["messages"][-1].content
+    [event] = [r for r in state.ledger.history() if r["kind"] == "gate"]
+    assert event["subject"] == "document 1" and event["detail"]["decision"] == "learn"
+    assert {"novelty", "probe_logprob", "budget_left_seconds"} <= event["detail"].keys()
+
+    again = run(graph, context, turn("feed", source=str(doc)))
+    assert again["documents"] == [] and again["gate"] == []
+    assert "already known as document 1" in again["messages"][-1].content
+
+    asked = run(graph, context, turn("ask", messages=[HumanMessage("When was the tower built?")]))
+    assert isinstance(asked["messages"][-1], AIMessage)
+    assert asked["passages"][0]["document_id"] == 1  # retrieved, though answered closed-book
+    assert asked["messages"][-1].response_metadata["mode"] == "closed-book"
+    assert len(asked["messages"]) == 4  # the checkpointer kept the conversation
+
+
+def test_bad_input_is_one_note_and_nothing_is_stored(agent, tmp_path):
+    graph, context, state = agent
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(b"\x00\x01\x02" * 100)
+    out = run(graph, context, turn("feed", source=str(blob)))
+    assert out["documents"] == [] and "binary" in out["messages"][-1].content
+    out = run(graph, context, turn("feed", source=str(tmp_path / "missing.txt")))
+    assert "does not exist" in out["messages"][-1].content
+    assert state.ledger.counts()["documents"] == 0
+
+
+def test_a_stated_fact_is_learned_through_the_gate(agent):
+    graph, context, state = agent
+    said = HumanMessage("Our office moved to the city of Rome.")
+    out = run(graph, context, turn("ask", messages=[said], defer_learning=True))
+    assert out["statement"] == "Our office moved to the city of Rome."
+    [doc] = out["documents"]
+    assert state.ledger.document(doc["id"])["source"] == "conversation"
+    assert out["gate"][0]["decision"] == "learn" and out.get("update") is None  # deferred
+    assert "learning in the background" in out["messages"][-1].content
+    # the worker's half of the graph: self-edit and update the gated documents
+    out = run(graph, context, turn("train", documents=out["documents"], gate=out["gate"]), "w")
+    assert out["update"]["decision"] == "accept"
+    assert state.ledger.document(doc["id"])["status"] == "learned"
+    # /learn: nothing new since the fact was taken
+    out = run(graph, context, turn("learn"))
+    assert out["documents"] == [] and "nothing new to learn" in out["messages"][-1].content
+
+
+def test_gate_skips_over_budget_and_read_only_cannot_learn(agent, tmp_path, cfg):
+    graph, context, state = agent
+    doc = tmp_path / "paris.txt"
+    doc.write_text(PASSAGE, encoding="utf-8")
+    context.cfg = cfg.model_copy(
+        update={"chat": cfg.chat.model_copy(update={"update_minutes_per_hour": 0.0})}
+    )
+    out = run(graph, context, turn("feed", source=str(doc)))
+    assert out["gate"][0]["decision"] == "skip" and "budget" in out["gate"][0]["reason"]
+    assert state.adapters.current() == 0
+    reader = State.open(state.home, read_only=True)
+    try:
+        ro = AgentContext(context.runtime, reader, cfg)
+        out = run(graph, ro, turn("feed", source=str(doc)), "ro")
+        assert out["documents"] == [] and "learning is unavailable" in out["messages"][-1].content
+        asked = run(graph, ro, turn("ask", messages=[HumanMessage("Where is the tower?")]), "ro")
+        assert asked["passages"] and isinstance(asked["messages"][-1], AIMessage)
+    finally:
+        reader.close()
