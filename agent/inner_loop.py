@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -105,20 +105,47 @@ def train_adapter(
     if reset:
         runtime.reset_adapter(adapt.seed)
     params = runtime.adapter_parameters()
+    return fit(
+        runtime,
+        params,
+        token_lists,
+        pack,
+        adapt.learning_rate,
+        adapt.weight_decay,
+        epochs=adapt.epochs,
+        batch_size=adapt.batch_size,
+        seed=adapt.seed,
+    )
+
+
+def fit(
+    runtime: ModelRuntime,
+    params: Sequence[torch.nn.Parameter],
+    items: Sequence,
+    pack_batch: Callable[[Sequence], PackedBatch],
+    learning_rate: float,
+    weight_decay: float,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> TrainLog:
+    """AdamW on `params` over `items` (token lists, or anything `pack_batch` packs), shuffled
+    each epoch by `seed`; the loop every LoRA in this project is trained with."""
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=adapt.learning_rate, weight_decay=adapt.weight_decay)
-    order = random.Random(adapt.seed)
-    log = TrainLog(n_sequences=len(token_lists))
-    steps_per_epoch = math.ceil(len(token_lists) / adapt.batch_size)
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    order = random.Random(seed)
+    log = TrainLog(n_sequences=len(items))
+    steps_per_epoch = math.ceil(len(items) / batch_size)
     runtime.model.train()
     start = time.perf_counter()
     try:
-        for _ in range(adapt.epochs):
-            shuffled = list(token_lists)
+        for _ in range(epochs):
+            shuffled = list(items)
             order.shuffle(shuffled)
             for s in range(steps_per_epoch):
-                batch = pack(shuffled[s * adapt.batch_size : (s + 1) * adapt.batch_size])
+                batch = pack_batch(shuffled[s * batch_size : (s + 1) * batch_size])
                 loss, n_loss = packed_loss(runtime.model, batch, runtime.device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -89,6 +89,41 @@ def learn_documents(
     return run_update(state, runtime, cfg, material, seed=cfg.adapt.seed)
 
 
+def add_probes(
+    state: State,
+    runtime,
+    cfg: SealConfig,
+    doc_id: int,
+    title: str,
+    fallback: Callable[[str, str], list[tuple[str, str]]] | None = None,
+) -> None:
+    """Probes of every passage of a document that has none yet; made before it is learned, so
+    that they measure the update. `fallback(title, text)` gives probes where the model makes
+    none."""
+    from policies.probes import make_probes
+
+    ledger = state.ledger
+    if ledger.probes(doc_id):
+        return
+    for passage in ledger.passages(doc_id):
+        made = make_probes(
+            runtime,
+            title,
+            passage["text"],
+            cfg.self_edit,
+            cfg.update.probes_per_passage,
+            cfg.update.probe_source,
+        )
+        for question, answer in made or (fallback(title, passage["text"]) if fallback else []):
+            ledger.add_probe(
+                document_id=doc_id,
+                passage_id=passage["id"],
+                question=question,
+                answer=answer,
+                origin="generated",
+            )
+
+
 def self_edit_documents(
     state: State,
     runtime,
@@ -101,7 +136,6 @@ def self_edit_documents(
     """The material of one update (the graph's self-edit node, then `learn_documents`): probes
     for each document that has none yet, and a self-edit of every passage."""
     from agent.update import NewMaterial
-    from policies.probes import make_probes
     from policies.self_edit import write_self_edits
 
     ledger = state.ledger
@@ -111,25 +145,8 @@ def self_edit_documents(
     documents = [
         (d, titles.get(d) or ledger.document(d)["title"] or "", ledger.passages(d)) for d in doc_ids
     ]
-    for doc_id, title, passages in documents:
-        if ledger.probes(doc_id):  # made before learning, so that they measure its effect
-            continue
-        for passage in passages:
-            for question, answer in make_probes(
-                runtime,
-                title,
-                passage["text"],
-                cfg.self_edit,
-                cfg.update.probes_per_passage,
-                cfg.update.probe_source,
-            ):
-                ledger.add_probe(
-                    document_id=doc_id,
-                    passage_id=passage["id"],
-                    question=question,
-                    answer=answer,
-                    origin="generated",
-                )
+    for doc_id, title, _ in documents:
+        add_probes(state, runtime, cfg, doc_id, title)
     edit_ids, sequences, texts = [], [], []
     total = sum(len(passages) for _, _, passages in documents)
     n = 0

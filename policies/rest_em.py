@@ -16,10 +16,7 @@ passage and reused by every round.
 
 from __future__ import annotations
 
-import math
-import random
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +25,7 @@ import torch
 from agent.config import PolicyConfig, SealConfig
 from agent.errors import SealError
 from agent.executor import Executor, InnerLoopResult, InnerLoopTask
-from agent.inner_loop import PackedBatch, TrainLog, packed_loss
+from agent.inner_loop import PackedBatch, TrainLog, fit
 from evals.squad import SquadPassage
 
 RewardKey = tuple[float, float]  # (primary, tie-break): compared lexicographically
@@ -222,36 +219,18 @@ def finetune_policy(
     token_pairs = tokenize_pairs(runtime, pairs, max_tokens)
     if not token_pairs:
         raise SealError("no (prompt, self-edit) pairs to finetune the policy on")
-    params = runtime.policy_parameters()
-    optimizer = torch.optim.AdamW(params, lr=policy.learning_rate, weight_decay=0.0)
-    order = random.Random(policy.seed)
-    log = TrainLog(n_sequences=len(token_pairs))
-    steps = math.ceil(len(token_pairs) / policy.batch_size)
     with runtime.policy_active():
-        for p in params:
-            p.requires_grad_(True)
-        runtime.model.train()
-        start = time.perf_counter()
-        try:
-            for _ in range(policy.epochs):
-                shuffled = list(token_pairs)
-                order.shuffle(shuffled)
-                for s in range(steps):
-                    batch = pack_masked(
-                        shuffled[s * policy.batch_size : (s + 1) * policy.batch_size]
-                    )
-                    loss, n_loss = packed_loss(runtime.model, batch, runtime.device)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    log.losses.append(float(loss.detach()))
-                    log.tokens += batch.input_ids.shape[1]
-                    log.loss_tokens += n_loss
-                    log.steps += 1
-        finally:
-            runtime.model.eval()
-            log.seconds = time.perf_counter() - start
-    return log
+        return fit(
+            runtime,
+            runtime.policy_parameters(),
+            token_pairs,
+            pack_masked,
+            policy.learning_rate,
+            0.0,
+            epochs=policy.epochs,
+            batch_size=policy.batch_size,
+            seed=policy.seed,
+        )
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -132,28 +132,11 @@ def _probe_logprob(ctx: AgentContext, doc_id: int, title: str) -> float | None:
     """Mean log p(answer) per token of the document's probes, closed-book, with the current
     adapter. Probes are made (and kept) here when the document has none, so the update later
     measures itself on the same questions."""
+    from agent.learn import add_probes
     from evals.grading import question_prompt
-    from policies.probes import make_probes
 
     ledger, cfg = ctx.state.ledger, ctx.cfg
-    if not ledger.probes(doc_id):
-        for passage in ledger.passages(doc_id):
-            made = make_probes(
-                ctx.runtime,
-                title,
-                passage["text"],
-                cfg.self_edit,
-                cfg.update.probes_per_passage,
-                cfg.update.probe_source,
-            )
-            for question, answer in made or statement_probes(title, passage["text"]):
-                ledger.add_probe(
-                    document_id=doc_id,
-                    passage_id=passage["id"],
-                    question=question,
-                    answer=answer,
-                    origin="generated",
-                )
+    add_probes(ctx.state, ctx.runtime, cfg, doc_id, title, fallback=statement_probes)
     probes = ledger.probes(doc_id)
     if not probes:
         return None

@@ -1,8 +1,8 @@
 """Record a real `seal chat` session with the default model: feed a SQuAD passage, ask while it
 learns, wait for the update, quit, restart, ask again closed-book. Writes the raw terminal text
-(escape codes removed) to transcript.txt beside this file.
+(escape codes removed) to results/chat/transcript.txt.
 
-    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python results/chat/record_transcript.py
+    HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python evals/chat_transcript.py
 """
 
 import json
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pexpect
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "chat"
 INDEX = 45  # SQuAD eval200 passage "Doctor Who"
 
 
