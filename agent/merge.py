@@ -72,7 +72,7 @@ def run_base_merge(state: State, runtime, cfg: SealConfig, *, seed: int = 0) -> 
     after = score_documents(runtime, state, docs, cfg)
     old = [Check(d, before[d], after[d]) for d in docs if d in before]
     if cfg.update.gate:
-        accept, reason = decide([], old, cfg.update)
+        accept, reason = decide([], old, cfg.update, learns=False)
     else:
         accept, reason = True, "accepted without a retention check (update.gate is off)"
     version = None

@@ -74,15 +74,18 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def decide(new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig) -> tuple[bool, str]:
-    """The retention gate's rule, a pure function of the scores: (accept, reason)."""
+def decide(
+    new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig, *, learns: bool = True
+) -> tuple[bool, str]:
+    """The retention gate's rule, a pure function of the scores: (accept, reason). `learns`:
+    the candidate learned new documents (a merge into the base learns none)."""
     parts = []
     if new:
         gain = _mean([c.change for c in new])
         if gain <= cfg.min_new_gain:
             return False, f"new documents did not improve (change {gain:+.3f})"
         parts.append(f"new documents {gain:+.3f}")
-    else:
+    elif learns:
         parts.append("no probes for the new documents")
     if old:
         worst = min(old, key=lambda c: c.change)
@@ -101,7 +104,7 @@ def decide(new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig) -> tup
             f"{len(old)} earlier documents: mean change {-mean_drop:+.3f}, worst "
             f"{worst.change:+.3f} (document {worst.document_id})"
         )
-    return True, "; ".join(parts)
+    return True, "; ".join(parts) or "no earlier documents to check"
 
 
 def retention_documents(
