@@ -25,7 +25,7 @@ from agent.update import Check, UpdateResult, decide, evidence, score_documents
 from stores.adapters import BASE
 from stores.state import State
 
-DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}  # model.dtype values
 
 
 def model_config_for(state: State, cfg: SealConfig, version: int) -> ModelConfig:
