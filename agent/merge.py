@@ -71,7 +71,9 @@ def run_base_merge(state: State, runtime, cfg: SealConfig, *, seed: int = 0) -> 
     originals = runtime.merge_adapter_into_base()
     after = score_documents(runtime, state, docs, cfg)
     old = [Check(d, before[d], after[d]) for d in docs if d in before]
-    if cfg.update.gate:
+    if runtime.fingerprint() == old_fingerprint:  # bases are told apart by fingerprint
+        accept, reason = False, "the merged weights equal the base's at bf16 precision"
+    elif cfg.update.gate:
         accept, reason = decide([], old, cfg.update, learns=False)
     else:
         accept, reason = True, "accepted without a retention check (update.gate is off)"

@@ -144,14 +144,20 @@ class ModelRuntime:
         return self.model.get_base_model()
 
     def fingerprint(self) -> str:
-        """A short hash of the base model's config and weights: adapters are only valid on it."""
+        """A short hash of the base model's config and weights: adapters are only valid on it.
+        The dtype is left out (weights are hashed at bf16 precision), so an adapter trained on a
+        checkpoint loaded in bf16 loads on the same checkpoint in float32, and back."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(self.base_model.config.to_json_string().encode())
+            config = self.base_model.config.to_diff_dict()  # as to_json_string() hashes it
+            for key in ("dtype", "torch_dtype"):
+                config.pop(key, None)
+            digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
             with self.adapter_disabled(), torch.no_grad():
                 for name, param in self.base_model.named_parameters():
                     if "lora_" in name:
                         continue
-                    flat = param.detach().float().flatten()
+                    # rounded to bf16 first: a checkpoint loaded in bf16 or in float32 hashes alike
+                    flat = param.detach().to(torch.bfloat16).float().flatten()
                     digest.update(name.encode())
                     digest.update(flat[:: max(1, flat.numel() // 4096)].cpu().numpy().tobytes())
             self._fingerprint = digest.hexdigest()[:16]

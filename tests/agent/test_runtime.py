@@ -106,6 +106,17 @@ def test_load_refuses_adapter_of_other_base_model(other_base_model, make_runtime
         ours.load_adapter(folder)
 
 
+def test_an_adapter_moves_between_dtypes_of_the_same_weights(tiny_model, make_runtime, tmp_path):
+    import copy
+
+    import torch
+
+    half = make_runtime(model=copy.deepcopy(tiny_model).to(torch.bfloat16))
+    full = make_runtime(model=copy.deepcopy(tiny_model).to(torch.bfloat16).float())
+    assert half.fingerprint() == full.fingerprint()
+    full.load_adapter(half.save_adapter(tmp_path / "trained-in-bf16"))
+
+
 def test_load_refuses_missing_adapter(runtime, tmp_path):
     with pytest.raises(SealError, match="missing or unreadable"):
         runtime.load_adapter(tmp_path / "nowhere")
