@@ -24,7 +24,7 @@ from typing import Any
 
 from agent.errors import SealError
 from agent.io import fsync_dir, write_atomic
-from stores.adapters import sha256_file
+from stores.adapters import damaged_file, file_digests
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -87,7 +87,7 @@ class PolicyStore:
         tmp.mkdir()
         try:
             write(tmp)
-            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = file_digests(tmp)
             if not files:
                 raise SealError("the policy writer produced no files")
             manifest = {
@@ -156,13 +156,11 @@ def verify_folder(folder: Path) -> dict[str, Any]:
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SealError(f"policy {folder}: {MANIFEST} is missing or unreadable ({exc})") from exc
-    for name, digest in files.items():
-        path = folder / name
-        if not path.is_file() or sha256_file(path) != digest:
-            raise SealError(
-                f"policy {folder} is damaged: {name} is missing or fails its checksum; "
-                "train it again with `seal train-policy`"
-            )
+    problem = damaged_file(folder, files)
+    if problem:
+        raise SealError(
+            f"policy {folder} is damaged: {problem}; train it again with `seal train-policy`"
+        )
     return manifest
 
 

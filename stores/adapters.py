@@ -39,6 +39,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by its relative path: what a manifest records."""
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def damaged_file(folder: Path, digests: dict[str, str]) -> str | None:
+    """What is wrong with the first file of `digests` that is missing or fails its checksum."""
+    for name, digest in digests.items():
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if sha256_file(folder / name) != digest:
+            return f"{name} fails its checksum"
+    return None
+
+
 def fsync_tree(folder: Path) -> None:
     for path in sorted(folder.rglob("*"), reverse=True):
         if path.is_file():
@@ -95,11 +114,7 @@ class AdapterStore:
         tmp.mkdir()
         try:
             write(tmp)
-            files = {
-                p.relative_to(tmp).as_posix(): sha256_file(p)
-                for p in sorted(tmp.rglob("*"))
-                if p.is_file()
-            }
+            files = file_digests(tmp)
             if not files:
                 raise SealError("the adapter writer produced no files")
             created_at = time.time()
@@ -251,12 +266,9 @@ class AdapterStore:
         if sha256_file(folder / MANIFEST) != row["manifest_sha256"]:
             raise SealError(f"{damaged}: {MANIFEST} does not match the ledger; {advice}")
         manifest = self.manifest(version)
-        for name, digest in manifest["files"].items():
-            path = folder / name
-            if not path.is_file():
-                raise SealError(f"{damaged}: {name} is missing; {advice}")
-            if sha256_file(path) != digest:
-                raise SealError(f"{damaged}: {name} fails its checksum; {advice}")
+        problem = damaged_file(folder, manifest["files"])
+        if problem:
+            raise SealError(f"{damaged}: {problem}; {advice}")
         return manifest
 
     def load_into(self, runtime, version: int | None = None) -> int:

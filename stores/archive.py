@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent.errors import SealError
 from agent.io import fsync_dir
-from stores.adapters import sha256_file
+from stores.adapters import damaged_file, file_digests
 from stores.state import ADAPTERS, BASES, LEDGER, MARKER, VECTORS, State, check_home
 
 EXPORT_MANIFEST = "export.json"
@@ -60,11 +60,7 @@ def export_state(state: State, archive: Path) -> dict:
         folder = Path(tmp) / ROOT
         folder.mkdir()
         _snapshot(state, folder)
-        files = {
-            p.relative_to(folder).as_posix(): sha256_file(p)
-            for p in sorted(folder.rglob("*"))
-            if p.is_file()
-        }
+        files = file_digests(folder)
         manifest = {
             "format": "seal-agent-export",
             "version": 1,
@@ -89,10 +85,9 @@ def _check_extracted(folder: Path, archive: Path) -> dict:
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SealError(f"{archive} is not a seal export ({EXPORT_MANIFEST}: {exc})") from exc
-    for name, digest in files.items():
-        path = folder / name
-        if not path.is_file() or sha256_file(path) != digest:
-            raise SealError(f"{archive} is damaged: {name} is missing or fails its checksum")
+    problem = damaged_file(folder, files)
+    if problem:
+        raise SealError(f"{archive} is damaged: {problem}")
     (folder / EXPORT_MANIFEST).unlink()
     check_home(folder, create=False)
     return manifest

@@ -24,7 +24,7 @@ from typing import Any
 
 from agent.errors import SealError
 from agent.io import fsync_dir
-from stores.adapters import MANIFEST, fsync_tree, sha256_file
+from stores.adapters import MANIFEST, damaged_file, file_digests, fsync_tree
 
 
 def _folder_base(name: str) -> int | None:
@@ -68,11 +68,7 @@ class BaseStore:
                 "merged_version": merged_version,
                 "dtype": dtype,
                 "created_at": time.time(),
-                "files": {
-                    p.relative_to(tmp).as_posix(): sha256_file(p)
-                    for p in sorted(tmp.rglob("*"))
-                    if p.is_file()
-                },
+                "files": file_digests(tmp),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             fsync_tree(tmp)
@@ -104,12 +100,12 @@ class BaseStore:
         """The manifest, after checking every file's sha256."""
         manifest = self.manifest(base)
         folder = self.path(base)
-        for name, digest in manifest["files"].items():
-            if not (folder / name).is_file() or sha256_file(folder / name) != digest:
-                raise SealError(
-                    f"merged base {folder}: {name} is missing or corrupted; roll back to a "
-                    "version from before the merge or restore an export"
-                )
+        problem = damaged_file(folder, manifest["files"])
+        if problem:
+            raise SealError(
+                f"merged base {folder}: {problem}; roll back to a version from before the "
+                "merge or restore an export"
+            )
         return manifest
 
     def gc(self, keep_fingerprints: Iterable[str]) -> list[int]:
