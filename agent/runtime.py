@@ -473,8 +473,7 @@ class ModelRuntime:
 
     def cast_base(self, dtype: torch.dtype) -> None:
         """Give the base weights another dtype; LoRA weights keep theirs (PEFT keeps them in
-        float32 over a bf16 base). The config follows, so a reload computes the same
-        fingerprint."""
+        float32 over a bf16 base). The config follows, so a saved base says its weights' dtype."""
         with torch.no_grad():
             for name, param in self.model.named_parameters():
                 if "lora_" not in name:
