@@ -3,7 +3,8 @@
     setup   open the state (writer lock, crash recovery), register the sources, sync item states
             with the updates that committed before a crash
     run     loop: poll due sources -> store due items (newest first) -> bound the queue ->
-            learn a batch when one is due and the compute budget allows -> wait
+            learn a batch when one is due and the compute budget allows -> wait; with --follow,
+            due sources are also polled and items stored between the steps of an update
     report  final metrics file and a summary line
 
 Without --follow one pass is made: every source once, every item stored, the queue learned.
@@ -59,11 +60,11 @@ class Control:
     def abandonable_step(self):
         if self.stop.is_set():
             raise Interrupted(self.signal or "stop")
-        self.abandonable = True
+        outer, self.abandonable = self.abandonable, True  # steps nest: a fetch within an update
         try:
             yield
         finally:
-            self.abandonable = False
+            self.abandonable = outer
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -130,14 +131,17 @@ def run_ingest(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
 
             def emit(event: str, **fields) -> None:
                 log(event, **fields)
-                if event == "progress":  # a long update keeps the metrics file fresh
+                if event == "progress":  # between the steps of a long update
+                    if args.follow:  # sources keep being read and stored
+                        gather(pipeline, control, args.follow, polled_once, run_counts)
                     metrics.update()
 
             pipeline = Pipeline(state, cfg, fetcher, emit, interruptible=control.abandonable_step)
+            polled_once: set[int] = set()
             if args.duration:
                 signal.setitimer(signal.ITIMER_REAL, args.duration)
             try:
-                run(pipeline, control, args.follow, metrics, run_counts)
+                run(pipeline, control, args.follow, metrics, run_counts, polled_once)
             except Interrupted:
                 log("interrupted", signal=control.signal, note="step abandoned; items stay queued")
             finally:
@@ -190,24 +194,42 @@ class Metrics:
             self.next_at = time.time() + self.interval_s
 
 
-def run(pipeline: Pipeline, control: Control, follow: bool, metrics: Metrics, counts: Counter):
+def gather(
+    pipeline: Pipeline, control: Control, follow: bool, polled_once: set[int], counts: Counter
+) -> None:
+    """Poll the sources that are due and store up to ITEMS_PER_STEP pending items. The loop
+    calls it, and a following run also between the steps of an update (one self-edit after
+    another takes minutes with a real model on a CPU), so news keeps being stored and is
+    retrievable while the model learns. Stored documents have no probes and self-edits yet, so
+    the update under way neither checks nor replays them."""
+    ledger, now = pipeline.state.ledger, time.time()
+    for source in ledger.ingest_sources():
+        # One pass polls every source once; --follow keeps each on its schedule.
+        due = (source["next_poll_at"] or 0) <= now
+        if not control.stop.is_set() and (due if follow else source["id"] not in polled_once):
+            pipeline.poll(source)
+            polled_once.add(source["id"])
+            counts["polls"] += 1
+    for item in ledger.ingest_pending(time.time(), ITEMS_PER_STEP):
+        if control.stop.is_set():
+            break
+        outcome = pipeline.store(item)
+        counts[outcome] += outcome in ("stored", "rejected")
+
+
+def run(
+    pipeline: Pipeline,
+    control: Control,
+    follow: bool,
+    metrics: Metrics,
+    counts: Counter,
+    polled_once: set[int],
+):
     """The loop; returns when stopped, or (without `follow`) when one pass is done."""
     ledger, ingest = pipeline.state.ledger, pipeline.ingest
-    polled_once: set[int] = set()
     while not control.stop.is_set():
-        now = time.time()
-        for source in ledger.ingest_sources():
-            # One pass polls every source once; --follow keeps each on its schedule.
-            due = (source["next_poll_at"] or 0) <= now
-            if not control.stop.is_set() and (due if follow else source["id"] not in polled_once):
-                pipeline.poll(source)
-                polled_once.add(source["id"])
-                counts["polls"] += 1
-        for item in ledger.ingest_pending(time.time(), ITEMS_PER_STEP):
-            if control.stop.is_set():
-                break
-            outcome = pipeline.store(item)
-            counts[outcome] += outcome in ("stored", "rejected")
+        gather(pipeline, control, follow, polled_once, counts)
+        # Between updates only: an update under way may be learning the oldest queued items.
         counts["rejected"] += pipeline.bound_queue()
         metrics.update()
         queue = ledger.ingest_queue()

@@ -294,3 +294,26 @@ def test_follow_for_a_duration_stops_on_time(server, tmp_path, tiny_cli_settings
     assert time.monotonic() - start_at < 14  # 4 s, plus whatever the current step needed
     assert json.loads(out.splitlines()[-1])["reason"] == "duration"
     assert learned_twice(home) == []
+
+
+def test_a_following_ingest_keeps_storing_while_it_learns(
+    server, tmp_path, tiny_cli_settings, capsys, monkeypatch
+):
+    # One item stored per step: the first update starts with two of the three stories unstored,
+    # and they are stored between its steps (a self-edit, the training), before it ends.
+    monkeypatch.setattr("agent.ingest.run.ITEMS_PER_STEP", 1)
+    home = tmp_path / "home"
+    args = ["--follow", "--for", "6", "--json-logs", "--home", home]
+    status, out, err = seal(
+        capsys,
+        "ingest",
+        f"{server.base}/rss.xml",
+        *args,
+        *settings(tiny_cli_settings, "ingest.batch_size=1"),
+    )
+    assert status == 0, err
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    first_update = events[events.index("learning") : events.index("learned")]
+    assert first_update.count("stored") == 2
+    assert [r["state"] for r in items(home)] == ["learned"] * 3
+    assert learned_twice(home) == []
