@@ -217,6 +217,17 @@ class UpdateConfig(_Section):
     max_mean_drop: float = Field(
         0.5, ge=0, description="The earlier passages checked may lose at most this on average."
     )
+    repair_rounds: int = Field(
+        1,
+        ge=0,
+        description="strategy=continual: when a candidate learned its new passages but earlier "
+        "ones dropped beyond the tolerances, train it further on the new self-edits plus the "
+        "self-edits of every checked passage that dropped, then check again; at most this many "
+        "times before rolling back (0: roll back at once).",
+    )
+    repair_epochs: int = Field(
+        2, ge=1, description="Epochs of each repair round (on the new and hurt self-edits)."
+    )
     nearest_passages: int = Field(
         4, ge=0, description="Earlier passages checked because they are nearest the new ones."
     )

@@ -7,6 +7,9 @@ then commit or roll back, with the decision and its evidence in the ledger.
                   document adapters (update.consolidation) --> candidate
     probes of the new documents must improve; probes of earlier documents (nearest the new ones
     in the passage store, plus a random sample) must not drop beyond the tolerances
+    continual: a candidate that learned its new documents but hurt earlier ones is trained
+    further on the new self-edits plus the hurt documents' (update.repair_rounds), then checked
+    again
     -> commit the candidate as a version (per-document: the document adapter too) and make it
        current (one ledger transaction), or
     -> reload the current adapter and record why the candidate was refused.
@@ -68,6 +71,7 @@ class UpdateResult:
     log: TrainLog | None = None
     seconds: float = 0.0
     merge: UpdateResult | None = None  # a merge into the base that followed (update.merge_every)
+    repairs: int = 0  # repair rounds the candidate needed (update.repair_rounds)
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -105,6 +109,15 @@ def decide(
             f"{worst.change:+.3f} (document {worst.document_id})"
         )
     return True, "; ".join(parts) or "no earlier documents to check"
+
+
+def _repairable(new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig) -> list[int]:
+    """The earlier documents a repair round replays: every checked one that dropped, when the
+    candidate did learn its new documents (a repair cannot help a candidate that learned
+    nothing)."""
+    if new and _mean([c.change for c in new]) <= cfg.min_new_gain:
+        return []
+    return [c.document_id for c in old if c.change < 0]
 
 
 def retention_documents(
@@ -247,12 +260,36 @@ def run_update(
             log, replay, n_sequences, strategy, commit = _candidate_continual(
                 state, runtime, cfg, material, parent, seed
             )
-        new, old, after = [], [], {}
+        new, old, after, repairs = [], [], {}, 0
         if cfg.update.gate:
             after = score_documents(runtime, state, checked, cfg)
             new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
             old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
             accept, reason = decide(new, old, cfg.update)
+            rounds = cfg.update.repair_rounds if cfg.update.strategy == "continual" else 0
+            while not accept and repairs < rounds:
+                hurt = _repairable(new, old, cfg.update)
+                items = ledger.replay_of(hurt) if hurt else []
+                if not items:
+                    break
+                repairs += 1
+                sequences = material.sequences + [s for item in items for s in item.sequences]
+                more = train_adapter(
+                    runtime,
+                    sequences,
+                    cfg.adapt.model_copy(update={"epochs": cfg.update.repair_epochs}),
+                    reset=False,
+                )
+                log.losses += more.losses
+                log.seconds += more.seconds
+                n_sequences += len(sequences)
+                known = {item.self_edit_id for item in replay}
+                replay += [item for item in items if item.self_edit_id not in known]
+                after = score_documents(runtime, state, checked, cfg)
+                new = [Check(c.document_id, c.before, after[c.document_id]) for c in new]
+                old = [Check(c.document_id, c.before, after[c.document_id]) for c in old]
+                accept, reason = decide(new, old, cfg.update)
+                reason += f" (after repair round {repairs}: replayed documents {hurt})"
         else:
             accept, reason = True, "accepted without a retention check (update.gate is off)"
         version = commit() if accept else None
@@ -290,6 +327,7 @@ def run_update(
         len(replay),
         log,
         time.perf_counter() - start,
+        repairs=repairs,
     )
     if accept and cfg.update.merge_every:
         from agent.merge import run_base_merge, updates_since_merge

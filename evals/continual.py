@@ -8,7 +8,8 @@ Every strategy sees the same sequences, the same self-edits and the same probes:
 
 - naive         sequential self-edit updates, each continuing from the last (SEAL's experiment)
 - replay        the same, each update also replaying earlier self-edits (update.replay_ratio)
-- replay+gate   replay, and the retention gate commits or rolls back every update (agent/update)
+- replay+gate   replay, and the retention gate commits or rolls back every update (agent/update;
+                a candidate that hurt earlier passages first gets update.repair_rounds repairs)
 - replay+gate+base  replay+gate, and every --merge-every accepted updates the adapter is merged
                 into the base weights (agent/merge.py), under the same check
 - merge:METHOD  one adapter per passage, trained from the base, combined after each passage with
@@ -148,7 +149,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
     closed, ctx = FAMILIES[family][0], FAMILIES[family][1:]
     rows = {name: [base_row] for name in FAMILIES[family]}
     seconds = dict.fromkeys(FAMILIES[family], 0.0)
-    rejected, merged, decisions = 0, 0, []
+    rejected, repaired, merged, decisions = 0, 0, 0, []
     with (
         tempfile.TemporaryDirectory(prefix="seal-continual-") as tmp,
         State.open(Path(tmp) / "home") as state,
@@ -159,6 +160,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
             material = store_passage(state, run_cfg, passage, prep)
             result = run_update(state, runtime, run_cfg, material, seed=cfg.adapt.seed + i)
             rejected += result.decision == "rollback"
+            repaired += result.repairs
             decisions.append(f"{result.decision}: {result.reason}")
             if result.merge is not None:
                 merged += result.merge.decision == "accept"
@@ -176,7 +178,7 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
             tick()
         folder = state.adapters.path(state.adapters.current())
         kept = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    extra = {"updates_rolled_back": rejected} if gate else {}
+    extra = {"updates_rolled_back": rejected, "repair_rounds": repaired} if gate else {}
     if merge_every:
         extra["merges_into_base"] = merged
     return {

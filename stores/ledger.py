@@ -717,6 +717,11 @@ class Ledger:
         """Self-edits that an accepted update trained on, minus forgotten documents' ones."""
         return self._with_sequences(self._replay_rows(exclude_documents))
 
+    def replay_of(self, documents: Sequence[int]) -> list[ReplayItem]:
+        """The replay pool's self-edits of these documents."""
+        wanted = set(documents)
+        return self._with_sequences([r for r in self._replay_rows(()) if r["document_id"] in wanted])
+
     def sample_replay(
         self,
         n: int,

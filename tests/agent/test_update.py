@@ -95,7 +95,7 @@ def test_decide(new, old, accept, reason):
 
 def test_gate_refuses_an_update_that_destroys_an_earlier_fact(state, make_runtime, tiny_adapt):
     runtime = make_runtime(tiny_adapt())
-    cfg = config(tiny_adapt)
+    cfg = config(tiny_adapt, repair_rounds=0)  # the gate alone (a repair is tested below)
     france = add(state, *DOCS["france"])
     first = run_update(state, runtime, cfg, france)
     assert first.decision == "accept", first.reason
@@ -219,3 +219,26 @@ def test_per_document_consolidation_kept_or_rolled_back(state, make_runtime, tin
     assert third.decision == "rollback" and "document 1 dropped" in third.reason
     assert state.adapters.current() == second.version
     assert len(state.ledger.adapter_versions()) == 3  # nothing of the refused candidate kept
+
+
+def test_a_repair_round_restores_what_the_candidate_hurt(state, make_runtime, tiny_adapt):
+    # The tiny model learns "the capital of Italy is Rome" as "the capital is Rome": France's
+    # answer falls by ~14 nats per token. Replaying France with Italy wins most of it back.
+    tolerance = {"max_passage_drop": 2.0, "max_mean_drop": 2.0}
+    results = {}
+    for rounds in (0, 2):
+        with State.open(state.home.parent / f"home{rounds}") as home:
+            runtime = make_runtime(tiny_adapt())
+            cfg = config(tiny_adapt, repair_rounds=rounds, **tolerance)
+            france = add(home, *DOCS["france"])
+            assert run_update(home, runtime, cfg, france).decision == "accept"
+            italy = add(home, *DOCS["italy"])
+            results[rounds] = run_update(home, runtime, cfg, italy)
+            replayed = home.ledger.history(limit=1)[0]["n_replay"]
+    refused, repaired = results[0], results[2]
+    assert refused.decision == "rollback" and refused.repairs == 0
+    assert "repair" not in refused.reason
+    assert repaired.decision == "accept", repaired.reason
+    assert repaired.repairs >= 1 and "replayed documents" in repaired.reason
+    assert repaired.old[0].change > refused.old[0].change  # France recovered
+    assert repaired.new[0].change > 0 and replayed == 1  # France's self-edit, recorded
