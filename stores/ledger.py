@@ -720,7 +720,9 @@ class Ledger:
     def replay_of(self, documents: Sequence[int]) -> list[ReplayItem]:
         """The replay pool's self-edits of these documents."""
         wanted = set(documents)
-        return self._with_sequences([r for r in self._replay_rows(()) if r["document_id"] in wanted])
+        return self._with_sequences(
+            [r for r in self._replay_rows(()) if r["document_id"] in wanted]
+        )
 
     def sample_replay(
         self,

@@ -7,16 +7,12 @@ import time
 import pytest
 
 from agent.ingest.fetch import Fetcher, FetchError, backoff_delay
-from evals.news_server import NewsWorld, Route, start
+from evals.news_server import Route
 
 
 @pytest.fixture
-def server():
-    world = NewsWorld(seed=1)
-    world.publish(3)
-    server = start(world)
-    yield server
-    server.shutdown()
+def server(serve_news):
+    return serve_news(seed=1)
 
 
 def fetcher(**changes) -> Fetcher:

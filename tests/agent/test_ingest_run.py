@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from evals.news_server import NewsWorld, Route, start
+from evals.news_server import Route
 from stores.state import State
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,12 +34,8 @@ FAST = [
 
 
 @pytest.fixture
-def server():
-    world = NewsWorld(seed=3)
-    world.publish(3)
-    server = start(world)
-    yield server
-    server.shutdown()
+def server(serve_news):
+    return serve_news(seed=3)
 
 
 def seal(capsys, *args):
