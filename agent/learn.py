@@ -45,7 +45,11 @@ def load_runtime(state: State, cfg: SealConfig):
     from agent.merge import model_config_for
     from agent.runtime import ModelRuntime
 
-    runtime = ModelRuntime.load(model_config_for(state, cfg, state.adapters.current()), cfg.adapt)
+    current = state.adapters.current()
+    runtime = ModelRuntime.load(model_config_for(state, cfg, current), cfg.adapt)
+    base = state.base_for(current)
+    if base is not None:
+        runtime.lineage = tuple(state.bases.lineage(base))
     state.adapters.load_into(runtime)
     return runtime
 

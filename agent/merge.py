@@ -86,7 +86,9 @@ def run_base_merge(state: State, runtime, cfg: SealConfig, *, seed: int = 0) -> 
             parent_fingerprint=old_fingerprint,
             merged_version=parent,
             dtype=DTYPE_NAMES[runtime.base_model.dtype],
+            lineage=[*runtime.lineage, old_fingerprint],
         )
+        runtime.lineage = (*runtime.lineage, old_fingerprint)
         version = adapters.commit(
             runtime.write_adapter_files,
             parent=parent,

@@ -114,6 +114,9 @@ class ModelRuntime:
         self.model.eval()
         self._fingerprint: str | None = None
         self._policy_source: tuple | None = None  # what the policy slot holds (None: nothing)
+        # Fingerprints of the bases this one was merged from (agent/merge.py), oldest first: a
+        # self-edit policy trained on any of them still fits (knowledge adapters must match).
+        self.lineage: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -346,8 +349,11 @@ class ModelRuntime:
         fsync_dir(folder.parent)
         return folder
 
-    def _read_adapter(self, folder: Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
-        """A saved adapter's LoRA config and tensors, checked to belong to this base model."""
+    def _read_adapter(
+        self, folder: Path, *, ancestors: bool = False
+    ) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
+        """A saved adapter's LoRA config and tensors, checked to belong to this base model (or,
+        with `ancestors`, to a base it was merged from)."""
         folder = Path(folder)
         weights = folder / ADAPTER_WEIGHTS
         try:
@@ -360,7 +366,8 @@ class ModelRuntime:
                 f"adapter {folder} is missing or unreadable ({weights.name}: {exc}): it may be "
                 "truncated or corrupted; restore it from a backup or train it again"
             ) from exc
-        if saved_for and saved_for != self.fingerprint():
+        fits = {self.fingerprint(), *(self.lineage if ancestors else ())}
+        if saved_for and saved_for not in fits:
             raise SealError(
                 f"adapter {folder} was trained on a different base model "
                 f"(fingerprint {saved_for}, this model {self.fingerprint()})"
@@ -511,7 +518,9 @@ class ModelRuntime:
         self._drop_policy()
         if folder is None:
             return
-        lora, state = self._read_adapter(Path(folder))
+        # A policy learned to write self-edits on the base; merging knowledge into the base
+        # does not change that skill, so a policy of an earlier base is kept.
+        lora, state = self._read_adapter(Path(folder), ancestors=True)
         try:
             self.model.add_adapter(POLICY, lora)
         except ValueError as exc:

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,11 @@ class BaseStore:
         parent_fingerprint: str,
         merged_version: int,
         dtype: str,
+        lineage: Sequence[str],
     ) -> int:
-        """Store a base whose files `write(folder)` produces; returns its number."""
+        """Store a base whose files `write(folder)` produces; returns its number. `lineage`: the
+        fingerprints of the bases it descends from, oldest first (the configured model's first),
+        ending with `parent_fingerprint`."""
         self.root.mkdir(parents=True, exist_ok=True)
         base = max(self.bases(), default=0) + 1
         tmp = self.root / f".tmp-{base}-{uuid.uuid4().hex[:8]}"
@@ -65,6 +68,7 @@ class BaseStore:
                 "base": base,
                 "fingerprint": fingerprint,
                 "parent_fingerprint": parent_fingerprint,
+                "lineage": list(lineage),
                 "merged_version": merged_version,
                 "dtype": dtype,
                 "created_at": time.time(),
@@ -88,6 +92,10 @@ class BaseStore:
                 f"merged base {path.parent} is damaged ({exc}); roll back to a version from "
                 "before the merge (`seal history` lists them) or restore an export"
             ) from exc
+
+    def lineage(self, base: int) -> list[str]:
+        """The fingerprints of the bases this one descends from, oldest first."""
+        return self.manifest(base)["lineage"]
 
     def find(self, fingerprint: str) -> int | None:
         """The merged base with this fingerprint, or None (the configured model)."""

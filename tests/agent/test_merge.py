@@ -123,6 +123,7 @@ def test_killed_merge_leaves_no_base_behind(tmp_path, tiny_model_dir, tiny_adapt
             parent_fingerprint="x",
             merged_version=learned.version,
             dtype="float32",
+            lineage=["x"],
         )
         (state.bases.root / ".tmp-2-deadbeef").mkdir()
     with State.open(home) as state:
@@ -130,3 +131,31 @@ def test_killed_merge_leaves_no_base_behind(tmp_path, tiny_model_dir, tiny_adapt
         assert any("merged base" in r for r in state.recovered)
         assert state.adapters.current() == learned.version
         assert load_runtime(state, cfg).name == str(tiny_model_dir)
+
+
+def test_a_self_edit_policy_outlives_merges_into_the_base(
+    state, tiny_model_dir, tiny_adapt, make_runtime, other_base_model, tmp_path
+):
+    cfg = config(tiny_model_dir, tiny_adapt, replay_ratio=1.0)
+    runtime = load_runtime(state, cfg)
+    runtime.reset_policy(seed=1)
+    runtime.write_policy_files(tmp_path / "policy")  # a policy of the configured model
+    stranger = make_runtime(model=other_base_model)
+    stranger.reset_policy(seed=1)
+    stranger.write_policy_files(tmp_path / "stranger")
+    wide = cfg.update.model_copy(update={"max_passage_drop": 5.0, "max_mean_drop": 5.0})
+    cfg.update = wide  # the tiny model's answers all shift: this checks lineage, not the gate
+    for name in ("france", "italy"):  # two merges: b000001, then b000002 on top of it
+        assert run_update(state, runtime, cfg, add(state, *DOCS[name])).decision == "accept"
+        assert run_base_merge(state, runtime, cfg).decision == "accept"
+    assert state.bases.lineage(2) == [
+        state.bases.lineage(1)[0],
+        state.bases.manifest(1)["fingerprint"],
+    ]
+    for model in (runtime, load_runtime(state, cfg)):  # this process, and a new one
+        model.load_policy(tmp_path / "policy")
+        assert model.has_policy()
+        with pytest.raises(SealError, match="different base model"):
+            model.load_policy(tmp_path / "stranger")
+        with pytest.raises(SealError, match="different base model"):  # knowledge stays strict
+            model.load_adapter(tmp_path / "policy")
