@@ -75,7 +75,12 @@ def run(
             raise RuntimeError(f"seal ingest exited {child.returncode}: {child.stderr.read()}")
         with State.open(home, read_only=True) as state:
             counts = state.ledger.ingest_counts(0.0)
-            batches = list(state.ledger.db.query("SELECT * FROM ingest_batches ORDER BY id"))
+            batches = list(
+                state.ledger.db.query(
+                    "SELECT b.*, u.reason FROM ingest_batches b "
+                    "LEFT JOIN updates u ON u.id = b.update_id ORDER BY b.id"
+                )
+            )
     by_state = counts["by_state"]
     stored = sum(e["event"] == "stored" for e in events)
     learned_docs = sum(len(e["documents"]) for e in events if e["event"] == "learned")
@@ -102,6 +107,7 @@ def run(
         "updates": len(batches),
         "updates_accepted": sum(b["decision"] == "accept" for b in batches),
         "update_seconds": [round(b["seconds"], 1) for b in batches],
+        "update_decisions": [f"{b['decision']}: {b['reason']}" for b in batches],
         "documents_per_update": [b["n_documents"] for b in batches],
         "update_share_of_time": round(sum(b["seconds"] for b in batches) / seconds, 3),
         # when updates started, and when each self-edit began (seconds into the run): the pace
