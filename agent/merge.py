@@ -83,10 +83,9 @@ def run_base_merge(state: State, runtime, cfg: SealConfig, *, seed: int = 0) -> 
         base = state.bases.commit(
             runtime.write_base_files,
             fingerprint=fingerprint,
-            parent_fingerprint=old_fingerprint,
+            lineage=[*runtime.lineage, old_fingerprint],
             merged_version=parent,
             dtype=DTYPE_NAMES[runtime.base_model.dtype],
-            lineage=[*runtime.lineage, old_fingerprint],
         )
         runtime.lineage = (*runtime.lineage, old_fingerprint)
         version = adapters.commit(

@@ -50,14 +50,13 @@ class BaseStore:
         write: Callable[[Path], None],
         *,
         fingerprint: str,
-        parent_fingerprint: str,
+        lineage: Sequence[str],
         merged_version: int,
         dtype: str,
-        lineage: Sequence[str],
     ) -> int:
         """Store a base whose files `write(folder)` produces; returns its number. `lineage`: the
         fingerprints of the bases it descends from, oldest first (the configured model's first),
-        ending with `parent_fingerprint`."""
+        the base it was merged into last."""
         self.root.mkdir(parents=True, exist_ok=True)
         base = max(self.bases(), default=0) + 1
         tmp = self.root / f".tmp-{base}-{uuid.uuid4().hex[:8]}"
@@ -67,7 +66,7 @@ class BaseStore:
             manifest = {
                 "base": base,
                 "fingerprint": fingerprint,
-                "parent_fingerprint": parent_fingerprint,
+                "parent_fingerprint": lineage[-1],
                 "lineage": list(lineage),
                 "merged_version": merged_version,
                 "dtype": dtype,

@@ -120,10 +120,9 @@ def test_killed_merge_leaves_no_base_behind(tmp_path, tiny_model_dir, tiny_adapt
         state.bases.commit(
             runtime.write_base_files,
             fingerprint=runtime.fingerprint(),
-            parent_fingerprint="x",
+            lineage=["x"],
             merged_version=learned.version,
             dtype="float32",
-            lineage=["x"],
         )
         (state.bases.root / ".tmp-2-deadbeef").mkdir()
     with State.open(home) as state:
@@ -138,6 +137,7 @@ def test_a_self_edit_policy_outlives_merges_into_the_base(
 ):
     cfg = config(tiny_model_dir, tiny_adapt, replay_ratio=1.0)
     runtime = load_runtime(state, cfg)
+    configured = runtime.fingerprint()
     runtime.reset_policy(seed=1)
     runtime.write_policy_files(tmp_path / "policy")  # a policy of the configured model
     stranger = make_runtime(model=other_base_model)
@@ -148,10 +148,8 @@ def test_a_self_edit_policy_outlives_merges_into_the_base(
     for name in ("france", "italy"):  # two merges: b000001, then b000002 on top of it
         assert run_update(state, runtime, cfg, add(state, *DOCS[name])).decision == "accept"
         assert run_base_merge(state, runtime, cfg).decision == "accept"
-    assert state.bases.lineage(2) == [
-        state.bases.lineage(1)[0],
-        state.bases.manifest(1)["fingerprint"],
-    ]
+    assert state.bases.lineage(1) == [configured]
+    assert state.bases.lineage(2) == [configured, state.bases.manifest(1)["fingerprint"]]
     for model in (runtime, load_runtime(state, cfg)):  # this process, and a new one
         model.load_policy(tmp_path / "policy")
         assert model.has_policy()
