@@ -14,17 +14,15 @@ and the sha256 of every file, and loading checks them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.errors import SealError
-from agent.io import fsync_dir, write_atomic
-from stores.adapters import damaged_file, file_digests
+from agent.io import write_atomic
+from stores.adapters import commit_folder, damaged_file
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -33,13 +31,6 @@ BASE = 0  # policy version 0: the model writes its own self-edits, no policy LoR
 
 def _version_name(version: int) -> str:
     return f"v{version:04d}"
-
-
-def _fsync_files(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
-    fsync_dir(folder)
 
 
 class PolicyStore:
@@ -82,31 +73,16 @@ class PolicyStore:
         final = self.path(version)
         if final.exists():
             raise SealError(f"policy version {version} already exists at {final}")
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.versions_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            write(tmp)
-            files = file_digests(tmp)
-            if not files:
-                raise SealError("the policy writer produced no files")
-            manifest = {
-                "version": version,
-                "round": version,
-                "parent": parent,
-                "base_fingerprint": base_fingerprint,
-                "created_at": time.time(),
-                "config": config,
-                "stats": stats or {},
-                "files": files,
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            _fsync_files(tmp)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(self.versions_dir)
+        manifest = {
+            "version": version,
+            "round": version,
+            "parent": parent,
+            "base_fingerprint": base_fingerprint,
+            "created_at": time.time(),
+            "config": config,
+            "stats": stats or {},
+        }
+        commit_folder(final, write, manifest, what="policy")
         return final
 
     def set_current(self, version: int) -> None:

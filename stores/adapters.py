@@ -68,6 +68,32 @@ def fsync_tree(folder: Path) -> None:
     fsync_dir(folder)
 
 
+def commit_folder(
+    final: Path, write: Callable[[Path], None], manifest: dict[str, Any], *, what: str
+) -> dict[str, Any]:
+    """Create the folder `final` whole or not at all: `write(tmp)` fills a temporary sibling
+    (named .tmp-*, which the stores' recovery removes), its MANIFEST gets `manifest` plus the
+    sha256 of every file, everything is fsynced, then the folder is renamed into place. Returns
+    the manifest written; `what` names the writer when it produced no files."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        files = file_digests(tmp)
+        if not files:
+            raise SealError(f"the {what} writer produced no files")
+        manifest = {**manifest, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        fsync_tree(tmp)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(final.parent)
+    return manifest
+
+
 def _folder_version(name: str) -> int | None:
     if len(name) == 7 and name.startswith("v") and name[1:].isdigit():
         return int(name[1:])
@@ -110,32 +136,18 @@ class AdapterStore:
             self.verify(parent)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         version = self._next_version()
-        tmp = self.versions_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            write(tmp)
-            files = file_digests(tmp)
-            if not files:
-                raise SealError("the adapter writer produced no files")
-            created_at = time.time()
-            manifest = {
-                "version": version,
-                "parent": parent or None,
-                "base_fingerprint": base_fingerprint,
-                "created_at": created_at,
-                "note": note,
-                "kind": kind,
-                "components": components,
-                "config": config,
-                "files": files,
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            fsync_tree(tmp)
-            os.rename(tmp, self.path(version))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(self.versions_dir)
+        created_at = time.time()
+        manifest = {
+            "version": version,
+            "parent": parent or None,
+            "base_fingerprint": base_fingerprint,
+            "created_at": created_at,
+            "note": note,
+            "kind": kind,
+            "components": components,
+            "config": config,
+        }
+        commit_folder(self.path(version), write, manifest, what="adapter")
         self.ledger.add_adapter_version(
             version,
             parent=parent or None,

@@ -14,17 +14,15 @@ version. It is kept while a live adapter version was trained on it; `gc` removes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agent.errors import SealError
 from agent.io import fsync_dir
-from stores.adapters import MANIFEST, damaged_file, file_digests, fsync_tree
+from stores.adapters import MANIFEST, commit_folder, damaged_file
 
 
 def _folder_base(name: str) -> int | None:
@@ -57,29 +55,17 @@ class BaseStore:
         """Store a base whose files `write(folder)` produces; returns its number. `lineage`: the
         fingerprints of the bases it descends from, oldest first (the configured model's first),
         the base it was merged into last."""
-        self.root.mkdir(parents=True, exist_ok=True)
         base = max(self.bases(), default=0) + 1
-        tmp = self.root / f".tmp-{base}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            write(tmp)
-            manifest = {
-                "base": base,
-                "fingerprint": fingerprint,
-                "parent_fingerprint": lineage[-1],
-                "lineage": list(lineage),
-                "merged_version": merged_version,
-                "dtype": dtype,
-                "created_at": time.time(),
-                "files": file_digests(tmp),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            fsync_tree(tmp)
-            os.rename(tmp, self.path(base))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(self.root)
+        manifest = {
+            "base": base,
+            "fingerprint": fingerprint,
+            "parent_fingerprint": lineage[-1],
+            "lineage": list(lineage),
+            "merged_version": merged_version,
+            "dtype": dtype,
+            "created_at": time.time(),
+        }
+        commit_folder(self.path(base), write, manifest, what="merged base")
         return base
 
     def manifest(self, base: int) -> dict[str, Any]:
