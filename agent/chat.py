@@ -18,8 +18,10 @@ import threading
 import warnings
 from pathlib import Path
 
-from agent.config import SealConfig
-from agent.errors import SealError
+from agent import commands
+from agent.core.config import SealConfig
+from agent.core.errors import SealError, StateLocked
+from agent.worker import UpdateWorker, pending_documents
 from stores.state import State
 
 HELP = """commands:
@@ -49,20 +51,18 @@ class Chat:
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
+        # Deferred: langgraph, and the model (torch), load when the chat starts, not with the CLI.
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         from agent.graph import AgentContext, build_graph
-        from agent.learn import load_runtime
-        from agent.worker import UpdateWorker, pending_documents
+        from agent.state_model import load_runtime
 
+        similarity = self.cfg.store.near_duplicate_similarity
         try:
-            self.state = State.open(self.home)
-        except SealError as exc:
-            if "in use by" not in str(exc):
-                raise
-            self.state = State.open(self.home, read_only=True)
+            self.state = State.open(self.home, near_duplicate_similarity=similarity)
+        except StateLocked as exc:
+            self.state = State.open(self.home, read_only=True, near_duplicate_similarity=similarity)
             print(f"note: {exc}. Learning is unavailable until it stops; I answer read-only.")
-        self.state.near_duplicate_similarity = self.cfg.store.near_duplicate_similarity
         print(f"loading {self.cfg.model.name} ...", flush=True)
         self.runtime = load_runtime(self.state, self.cfg)
         conn = sqlite3.connect(self.home / self.cfg.chat.checkpoint_db, check_same_thread=False)
@@ -142,7 +142,7 @@ class Chat:
 
     def _use_current_version(self) -> None:
         """Answer with the current adapter version (a new model when it needs another base)."""
-        from agent.learn import refresh_runtime
+        from agent.state_model import refresh_runtime  # deferred: torch (loaded by setup())
 
         self.runtime = refresh_runtime(self.state, self.runtime, self.cfg)
         self.context.runtime = self.runtime
@@ -228,6 +228,7 @@ class Chat:
             self.worker.submit(documents, chosen)
 
     def ask(self, line: str) -> None:
+        # Deferred: langgraph (loaded by setup() already; kept out of the CLI's start-up).
         from langchain_core.messages import HumanMessage
 
         from agent.graph.graph import turn
@@ -238,7 +239,7 @@ class Chat:
         self._learn_chosen(values)
 
     def learn(self, request: str, **fields) -> None:
-        from agent.graph.graph import turn
+        from agent.graph.graph import turn  # deferred: langgraph
 
         values = self._run_graph(turn(request, defer_learning=self.worker is not None, **fields))
         self._learn_chosen(values)
@@ -271,15 +272,8 @@ class Chat:
         print(f"reading {source} ...", flush=True)
         self.learn("feed", source=source)
 
-    def _commands_args(self, **extra) -> argparse.Namespace:
-        return argparse.Namespace(
-            home=self.home, config=self.args.config, set=self.args.set, json=False, **extra
-        )
-
     def status(self) -> None:
-        from agent import commands
-
-        commands.status(self._commands_args())
+        commands.status(argparse.Namespace(json=False), self.cfg, self.home)
         print(f"answers: {'with retrieved passages (/rag on)' if self.rag else 'closed-book'}")
         if self.state.read_only:
             print("learning: unavailable (another process holds the state folder)")
@@ -287,9 +281,7 @@ class Chat:
             print(f"learning: {self.worker.status_line() or 'idle'}")
 
     def history(self) -> None:
-        from agent import commands
-
-        commands.history(self._commands_args(limit=15))
+        commands.history(argparse.Namespace(json=False, limit=15), self.cfg, self.home)
 
     def _refuse_while_learning(self, what: str) -> bool:
         if self.state.read_only:
@@ -353,13 +345,10 @@ class Chat:
             self.state.close()  # (a busy worker still uses it; the exit frees the lock)
 
 
-def run_chat(args: argparse.Namespace) -> int:
-    from agent.commands import resolve
-
+def run_chat(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # peft calls a transformers method that transformers 5 deprecates; not the user's business.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
-    cfg, home = resolve(args)
     chat = Chat(args, cfg, home)
     try:
         chat.setup()

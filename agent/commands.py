@@ -1,7 +1,8 @@
-"""The `seal` commands that show and steer the agent's memory (the state folder).
+"""The `seal` commands that show and steer the agent's memory (the state folder); agent/cli.py
+parses their arguments and resolves the configuration and the state folder once.
 
-status, history: read-only, work while another process writes. rollback, forget, pin, gc, learn,
-export, import: take the writer lock.
+status, history: read-only, work while another process writes. rollback, forget, pin, gc,
+merge-base, export, import: take the writer lock.
 """
 
 from __future__ import annotations
@@ -12,21 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import SealConfig, add_config_arguments, config_from_args
-from agent.errors import SealError
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
 from stores.adapters import BASE
-from stores.state import State, check_home, default_home
-
-
-def add_common_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--home", type=Path, help="state folder (default: $SEAL_HOME or XDG data)")
-    add_config_arguments(ap)
-
-
-def resolve(args: argparse.Namespace) -> tuple[SealConfig, Path]:
-    cfg = config_from_args(args)
-    home = args.home or cfg.store.home or default_home()
-    return cfg, Path(home).expanduser()
+from stores.archive import export_state, import_state
+from stores.state import State, check_home
 
 
 def _when(at: float) -> str:
@@ -45,8 +36,7 @@ def _version(v: int | None) -> str:
     return "base" if not v else f"v{v}"
 
 
-def status(args: argparse.Namespace) -> int:
-    cfg, home = resolve(args)
+def status(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     if not check_home(home, create=False):
         print(f"home:    {home} (empty: nothing stored yet)\nmodel:   {cfg.model.name}")
         return 0
@@ -119,8 +109,7 @@ def _history_line(row: dict[str, Any]) -> str:
     return f"{when}  {row['kind']} {row['subject']}" + (f" ({extra})" if extra else "")
 
 
-def history(args: argparse.Namespace) -> int:
-    _, home = resolve(args)
+def history(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     with State.open(home, read_only=True) as state:
         rows = state.ledger.history(args.limit)
     if args.json:
@@ -132,16 +121,14 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
-def rollback(args: argparse.Namespace) -> int:
-    _, home = resolve(args)
+def rollback(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     with State.open(home) as state:
         previous = state.adapters.rollback(args.version, reason=args.reason)
     print(f"current adapter: {_version(args.version)} (was {_version(previous)})")
     return 0
 
 
-def forget(args: argparse.Namespace) -> int:
-    _, home = resolve(args)
+def forget(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     with State.open(home) as state:
         counts = state.forget(args.document)
         current = state.adapters.current()
@@ -161,16 +148,14 @@ def forget(args: argparse.Namespace) -> int:
     return 0
 
 
-def pin(args: argparse.Namespace) -> int:
-    _, home = resolve(args)
+def pin(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     with State.open(home) as state:
         state.adapters.pin(args.version, not args.unpin)
     print(f"{_version(args.version)} {'unpinned' if args.unpin else 'pinned: gc keeps it'}")
     return 0
 
 
-def gc(args: argparse.Namespace) -> int:
-    cfg, home = resolve(args)
+def gc(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     keep = args.keep if args.keep is not None else cfg.store.keep_versions
     with State.open(home) as state:
         removed = state.adapters.gc(keep)
@@ -181,11 +166,12 @@ def gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def merge_base(args: argparse.Namespace) -> int:
-    from agent.learn import load_runtime, print_merge
+def merge_base(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
+    # Deferred: these load torch, which the light commands (status, history) never need.
+    from agent.learn import print_merge
     from agent.merge import run_base_merge
+    from agent.state_model import load_runtime
 
-    cfg, home = resolve(args)
     with State.open(home) as state:
         result = run_base_merge(state, load_runtime(state, cfg), cfg, seed=cfg.adapt.seed)
     print_merge(result)
@@ -193,10 +179,7 @@ def merge_base(args: argparse.Namespace) -> int:
     return 0
 
 
-def export(args: argparse.Namespace) -> int:
-    from stores.archive import export_state
-
-    _, home = resolve(args)
+def export(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     with State.open(home) as state:
         manifest = export_state(state, args.archive)
     size = _size(args.archive.stat().st_size)
@@ -204,10 +187,7 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_(args: argparse.Namespace) -> int:
-    from stores.archive import import_state
-
-    _, home = resolve(args)
+def import_(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     moved = import_state(args.archive, home, replace=args.replace)
     print(f"imported {args.archive} into {home}")
     if moved:
@@ -215,64 +195,7 @@ def import_(args: argparse.Namespace) -> int:
     return 0
 
 
-def learn(args: argparse.Namespace) -> int:
-    from agent.learn import run_learn
+def learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
+    from agent.learn import run_learn  # deferred: loads torch
 
-    cfg, home = resolve(args)
     return run_learn(args, cfg, home)
-
-
-def ingest(args: argparse.Namespace) -> int:
-    from agent.ingest.run import run_ingest
-
-    cfg, home = resolve(args)
-    return run_ingest(args, cfg, home)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the memory commands to the `seal` parser."""
-
-    def add(name: str, help: str, handler) -> argparse.ArgumentParser:
-        ap = sub.add_parser(name, help=help, description=help)
-        add_common_arguments(ap)
-        ap.set_defaults(handler=handler)
-        return ap
-
-    from agent import chat
-
-    ap = add("chat", "talk to the model; /feed it documents and it learns them", chat.run_chat)
-    chat.add_arguments(ap)
-    ap = add("learn", "store a document and learn it (self-edit, update, commit a version)", learn)
-    ap.add_argument("path", type=Path, help="a text file, or a SQuAD-format .json")
-    ap.add_argument("--index", type=int, default=0, help="which passage of a .json file")
-    from agent.ingest.run import add_arguments as add_ingest_arguments
-
-    add_ingest_arguments(add("ingest", "learn from news feeds, folders and URL lists", ingest))
-    ap = add("status", "model, current adapter version, counts and disk use", status)
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap = add("history", "updates with their decisions and reasons, and other events", history)
-    ap.add_argument("--limit", type=int, default=50, help="newest N entries (default 50)")
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap = add("rollback", "make an earlier adapter version current (0: the base model)", rollback)
-    ap.add_argument("version", type=int)
-    ap.add_argument("--reason", default="seal rollback", help="recorded in the ledger")
-    ap = add("forget", "remove a document's passages and vectors; exclude it from replay", forget)
-    ap.add_argument("document", type=int, metavar="DOC_ID")
-    ap = add("pin", "keep an adapter version through garbage collection", pin)
-    ap.add_argument("version", type=int)
-    ap.add_argument("--unpin", action="store_true", help="release a pin")
-    ap = add("gc", "delete old adapter versions (never the current or a pinned one)", gc)
-    ap.add_argument("--keep", type=int, help="recent versions to keep (store.keep_versions)")
-    add("merge-base", "merge the current adapter into the base weights (checked)", merge_base)
-    ap = add("export", "write the whole state to one .tar.gz archive", export)
-    ap.add_argument("archive", type=Path)
-    ap = add("import", "install a state archive as --home", import_)
-    ap.add_argument("archive", type=Path)
-    ap.add_argument(
-        "--replace", action="store_true", help="replace an existing state (kept beside it)"
-    )
-    from agent import train_policy
-
-    train_policy.add_arguments(
-        add("train-policy", "ReST-EM: train the self-edit policy", train_policy.run_train_policy)
-    )

@@ -10,11 +10,12 @@ import textwrap
 import time
 from pathlib import Path
 
-from agent.config import add_config_arguments, config_from_args
+from agent.core.answering import Graded, Question, answer_and_grade, mean_of
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
+from agent.core.squad import EVAL200, SquadPassage, load_squad_passage
 from agent.documents import read_file
-from agent.errors import SealError
-from evals.grading import Graded, Question
-from evals.squad import EVAL200, SquadPassage, load_squad_passage
+from policies.self_edit import write_self_edits
 
 MAX_DOCUMENT_BYTES = 200_000  # a demo passage; long documents are the agent's job (`seal chat`)
 
@@ -25,7 +26,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--question", action="append", default=[], help="question (.txt input)")
     ap.add_argument("--answer", action="append", default=[], help="gold answer, per --question")
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="adapter + config go here")
-    add_config_arguments(ap)
 
 
 def _text_passage(path: Path, questions: list[str], answers: list[str]) -> SquadPassage:
@@ -66,14 +66,12 @@ def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
     return line
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from agent.inner_loop import train_adapter
-    from agent.runtime import ModelRuntime
-    from evals.grading import answer_and_grade, mean_of
-    from policies.self_edit import write_self_edits
+def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
+    # Deferred: these load torch; `seal --help` and the memory commands never need it.
+    from agent.core.inner_loop import train_adapter
+    from agent.core.runtime import ModelRuntime
 
     # ---- setup
-    cfg = config_from_args(args)
     passage = choose_passage(args)
     has_gold = all(q.answer for q in passage.questions)
     timings: dict[str, float] = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 
 MAX_BYTES = 5_000_000
 TIMEOUT_S = 20.0

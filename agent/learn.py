@@ -12,8 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import SealConfig
+from agent.core.config import SealConfig
+from agent.core.squad import load_squad_passage
 from agent.documents import read_file
+from agent.state_model import load_runtime
+from agent.update import NewMaterial, run_update
+from policies.probes import make_probes
+from policies.self_edit import write_self_edits
 from stores.state import State
 
 
@@ -29,41 +34,11 @@ def read_document(path: Path, index: int) -> Document:
     """A SQuAD-format .json (passage `index`, with its questions as probes), or a text, Markdown,
     HTML or PDF file (agent/documents.py)."""
     if path.suffix.lower() == ".json":
-        from evals.squad import load_squad_passage
-
         p = load_squad_passage(path, index)
         qs = [(q.question, q.answer) for q in p.questions]
         return Document(p.title, p.context, f"{path.resolve()}#{index}", qs)
     doc = read_file(path)
     return Document(doc.title, doc.text, doc.uri, [])
-
-
-def load_runtime(state: State, cfg: SealConfig):
-    """The model as the state knows it: the configured base model (or the merged base the state
-    points at), with the current adapter version loaded. Every process that answers or learns
-    from a state loads the model here."""
-    from agent.merge import model_config_for
-    from agent.runtime import ModelRuntime
-
-    current = state.adapters.current()
-    runtime = ModelRuntime.load(model_config_for(state, cfg, current), cfg.adapt)
-    base = state.base_for(current)
-    if base is not None:
-        runtime.lineage = tuple(state.bases.lineage(base))
-    state.adapters.load_into(runtime)
-    return runtime
-
-
-def refresh_runtime(state: State, runtime, cfg: SealConfig):
-    """`runtime` answering with the state's current version, after another thread or process
-    committed or rolled back: the same runtime with the version loaded, or a newly loaded one
-    when the version needs another base (a merge into the base, or a rollback across one)."""
-    base = state.base_for(state.adapters.current())
-    wanted = cfg.model.name if base is None else str(state.bases.path(base))
-    if runtime.name != wanted:
-        return load_runtime(state, cfg)
-    state.adapters.load_into(runtime)
-    return runtime
 
 
 def learn_document(state: State, runtime, cfg: SealConfig, doc_id: int, title: str):
@@ -84,8 +59,6 @@ def learn_documents(
     document that has no probes yet, self-edit every passage of every document, then one gated
     update on all the self-edits. Titles default to the ledger's; `progress` gets progress lines
     (default: printed)."""
-    from agent.update import run_update
-
     say = progress or (lambda line: print(line, flush=True))
     material = self_edit_documents(state, runtime, cfg, doc_ids, titles=titles, progress=say)
     n = len(material.sequences)
@@ -104,7 +77,6 @@ def add_probes(
     """Probes of every passage of a document that has none yet; made before it is learned, so
     that they measure the update. `fallback(title, text)` gives probes where the model makes
     none."""
-    from policies.probes import make_probes
 
     ledger = state.ledger
     if ledger.probes(doc_id):
@@ -139,9 +111,6 @@ def self_edit_documents(
 ):
     """The material of one update (the graph's self-edit node, then `learn_documents`): probes
     for each document that has none yet, and a self-edit of every passage."""
-    from agent.update import NewMaterial
-    from policies.self_edit import write_self_edits
-
     ledger = state.ledger
     say = progress or (lambda line: print(line, flush=True))
     state.adapters.load_into(runtime)
@@ -178,8 +147,7 @@ def self_edit_documents(
 
 def run_learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     doc = read_document(args.path, args.index)
-    with State.open(home) as state:
-        state.near_duplicate_similarity = cfg.store.near_duplicate_similarity
+    with State.open(home, near_duplicate_similarity=cfg.store.near_duplicate_similarity) as state:
         stored = state.add_document(
             doc.text,
             source="file",

@@ -19,25 +19,13 @@ import time
 
 import torch
 
-from agent.config import ModelConfig, SealConfig
-from agent.errors import SealError
-from agent.update import Check, UpdateResult, decide, evidence, score_documents
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
+from policies.retention import Check, UpdateResult, decide, record_decision, score_documents
 from stores.adapters import BASE
 from stores.state import State
 
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}  # model.dtype values
-
-
-def model_config_for(state: State, cfg: SealConfig, version: int) -> ModelConfig:
-    """The model to load for adapter `version`: the configured one, or the merged base (its
-    checksums verified) the version was trained on."""
-    base = state.base_for(version)
-    if base is None:
-        return cfg.model
-    manifest = state.bases.verify(base)
-    return cfg.model.model_copy(
-        update={"name": str(state.bases.path(base)), "dtype": manifest["dtype"]}
-    )
 
 
 def updates_since_merge(state: State, version: int) -> int:
@@ -102,23 +90,20 @@ def run_base_merge(state: State, runtime, cfg: SealConfig, *, seed: int = 0) -> 
         runtime.restore_base(originals)
         adapters.load_into(runtime, parent)
     seconds = time.perf_counter() - start
-    with ledger.transaction():
-        update_id = ledger.record_update(
-            decision="accept" if accept else "rollback",
-            reason=reason,
-            version=version,
-            parent_version=parent,
-            n_sequences=0,
-            new_self_edits=[],
-            replay_self_edits=[],
-            strategy="merge into base",
-            losses=[],
-            seconds=seconds,
-            retention_before=evidence(cfg, before, [], docs),
-            retention_after=evidence(cfg, after, [], docs),
-        )
-        if version is not None:
-            adapters.set_current(version)
+    update_id = record_decision(
+        state,
+        cfg,
+        accept=accept,
+        reason=reason,
+        version=version,
+        parent=parent,
+        strategy="merge into base",
+        before=before,
+        after=after,
+        new_documents=[],
+        old_documents=docs,
+        seconds=seconds,
+    )
     return UpdateResult(
         "accept" if accept else "rollback",
         reason,

@@ -18,9 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from agent.config import SealConfig
-from agent.errors import SealError
-from agent.io import append_jsonl, read_jsonl, write_atomic
+from tqdm import tqdm
+
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
+from agent.core.io import append_jsonl, read_jsonl, write_atomic
+from agent.core.squad import load_squad
+from policies.self_edit import get_format, self_edit_prompt
+from stores.policies import PolicyStore
 
 LOG = "log.jsonl"
 CONFIG = "config.json"
@@ -63,13 +68,8 @@ def check_resumable(root: Path, config: dict) -> None:
         )
 
 
-def run_train_policy(args: argparse.Namespace) -> int:
-    from agent.commands import resolve
-    from evals.squad import load_squad
-    from policies.policy_store import PolicyStore
-
+def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # ---- setup: everything a user can get wrong is checked before the model loads
-    cfg, home = resolve(args)
     if cfg.self_edit.policy is not None:
         raise SealError("self_edit.policy is set: train-policy samples with its own versions")
     passages = load_squad(args.data)
@@ -104,7 +104,7 @@ def run_train_policy(args: argparse.Namespace) -> int:
         records = train(cfg, passages, store, records, rounds, todo)
 
     # ---- report
-    from policies.rest_em import round_stats
+    from policies.rest_em import round_stats  # deferred: loads torch
 
     summary = {
         "rounds": [round_stats(records, r) for r in range(1, rounds + 1)],
@@ -119,11 +119,10 @@ def run_train_policy(args: argparse.Namespace) -> int:
 
 def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, todo: int):
     """The ReST-EM rounds; returns every log record (old and new)."""
-    from tqdm import tqdm
-
-    from agent.executor import make_executor
-    from agent.runtime import ModelRuntime
+    # Deferred: these load torch, which argument checking and resuming must not wait for.
+    from agent.core.runtime import ModelRuntime
     from policies import rest_em
+    from policies.executor import make_executor
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
     fingerprint = runtime.fingerprint()
@@ -174,8 +173,7 @@ def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, to
 
 def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprint: str) -> None:
     """Finetune the policy on the round's kept pairs and commit it as version `round_`."""
-    from policies import rest_em
-    from policies.self_edit import get_format, self_edit_prompt
+    from policies import rest_em  # deferred: loads torch
 
     fmt = get_format(cfg.self_edit.format)
     pairs = [

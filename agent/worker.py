@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.config import SealConfig
+from agent.core.config import SealConfig
+from stores.ledger import Ledger
 from stores.state import LEDGER, State
 
 LEARN_THREAD = "learn"  # the checkpointer thread of the worker's runs
@@ -100,21 +101,18 @@ class UpdateWorker:
     def _writer_view(self) -> State:
         """The chat's state seen through this thread's own ledger connection, under the lock
         the chat holds, sharing its passage store."""
-        from stores.ledger import Ledger
 
-        view = State(self.home, Ledger(self.home / LEDGER), self.chat_state.lock, [])
-        view.near_duplicate_similarity = self.chat_state.near_duplicate_similarity
-        view._passages = self.chat_state.passages  # one chroma client per folder and process
-        return view
+        return self.chat_state.view(Ledger(self.home / LEDGER))
 
     def _say(self, line: str) -> None:
         self.progress = line.strip()
         self.notify(self.status_line() or self.progress)
 
     def _run(self) -> None:
+        # Deferred: langgraph and the model (torch) load in the worker thread, not with the CLI.
         from agent.graph import AgentContext
         from agent.graph.graph import turn
-        from agent.learn import load_runtime, refresh_runtime
+        from agent.state_model import load_runtime, refresh_runtime
 
         view = self._writer_view()
         runtime = None
@@ -146,7 +144,7 @@ class UpdateWorker:
             view.ledger.close()
 
     def _learn(self, job: Job, context, turn) -> None:
-        from agent.graph.prompts import report_text
+        from agent.graph.prompts import report_text  # deferred: agent.graph loads langgraph
 
         config = {"configurable": {"thread_id": LEARN_THREAD}}
         names = ", ".join(f"document {d['id']}" for d in job.documents)

@@ -28,10 +28,15 @@ from pathlib import Path
 
 import torch
 
-from agent.config import AdaptConfig, SealConfig, add_config_arguments, config_from_args
-from agent.errors import run_cli
-from agent.io import write_atomic
-from evals.squad import EVAL200, SquadPassage, load_squad
+from agent.core.answering import answer_and_grade, mean_of
+from agent.core.config import AdaptConfig, SealConfig, add_config_arguments, config_from_args
+from agent.core.errors import run_cli
+from agent.core.inner_loop import train_adapter
+from agent.core.io import write_atomic
+from agent.core.runtime import ModelRuntime
+from agent.core.squad import EVAL200, SquadPassage, load_squad
+from evals import bench_ingest, bench_stores
+from policies.self_edit import write_self_edits
 
 SEAL_PAD_TO = 2048  # SEAL pads every training line to this length and keeps pads in the loss
 
@@ -122,10 +127,6 @@ def seal_recipe_train(runtime, sequences: list[str], adapt: AdaptConfig, epochs:
 def bench_inner_loop(
     cfg: SealConfig, passages: list[SquadPassage], compare_epochs: int, seal_recipe: bool, seed: int
 ) -> dict:
-    from agent.inner_loop import train_adapter
-    from agent.runtime import ModelRuntime
-    from evals.grading import answer_and_grade, mean_of
-    from policies.self_edit import write_self_edits
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
     device, dtype = runtime.device, runtime.base_model.dtype
@@ -313,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.bench == "ingest":
-        from evals import bench_ingest
-
         config_args = (["--config", str(args.config)] if args.config else []) + [
             a for s in args.set for a in ("--set", s)
         ]
@@ -331,8 +330,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out / 'bench_ingest.json'}")
         return 0
     if args.bench == "stores":
-        from evals import bench_stores
-
         result = bench_stores.run(cfg, args.passages, args.batch, args.ledger_writes, args.versions)
         result["config"] = cfg.model_dump(mode="json")
         write_atomic(args.out / "stores.json", json.dumps(result, indent=2) + "\n")

@@ -20,8 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.config import SealConfig
-from evals.squad import EVAL200, load_squad
+from agent.core.config import SealConfig
+from agent.core.runtime import ModelRuntime
+from agent.core.squad import EVAL200, load_squad
+from stores.ledger import Ledger
+from stores.passages import PassageRecord, PassageStore
+from stores.state import State
 
 DATA = EVAL200.parent
 SELF_EDIT_FILES = ["selfedits_gpt41_eval200.json", "selfedits_seal_iter2_eval200.json"]
@@ -48,7 +52,6 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def bench_passages(folder: Path, n: int, batch: int, queries: list[str]) -> dict:
-    from stores.passages import PassageRecord, PassageStore
 
     texts = corpus(n)
     store = PassageStore(folder / "vectors")
@@ -86,7 +89,6 @@ def bench_passages(folder: Path, n: int, batch: int, queries: list[str]) -> dict
 
 
 def bench_ledger(folder: Path, writes: int) -> dict:
-    from stores.ledger import Ledger
 
     ledger = Ledger(folder / "ledger.sqlite")
     start = time.perf_counter()
@@ -131,8 +133,6 @@ def bench_ledger(folder: Path, writes: int) -> dict:
 
 
 def bench_adapters(folder: Path, cfg: SealConfig, versions: int) -> dict:
-    from agent.runtime import ModelRuntime
-    from stores.state import State
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
     commits, rollbacks, loads = [], [], []

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pexpect
 
+from agent.core.answering import Question, answer_and_grade, mean_of
+from agent.core.config import load_config
+from agent.core.runtime import ModelRuntime
+from stores.state import State
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "chat"
 INDEX = 45  # SQuAD eval200 passage "Doctor Who"
@@ -24,10 +29,6 @@ INDEX = 45  # SQuAD eval200 passage "Doctor Who"
 def score_passage(home: Path, passage: dict) -> dict:
     """The passage's five SQuAD questions, closed-book, with the base model and with the
     adapter the chat committed: mean gold log-probability per token and gold-contained rate."""
-    from agent.config import load_config
-    from agent.runtime import ModelRuntime
-    from evals.grading import Question, answer_and_grade, mean_of
-    from stores.state import State
 
     cfg = load_config()
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
@@ -46,7 +47,7 @@ def score_passage(home: Path, passage: dict) -> dict:
 
 
 def main() -> None:
-    passage = json.loads((ROOT / "evals/data/squad_eval200.json").read_text())[INDEX]
+    passage = json.loads((ROOT / "agent/core/data/squad_eval200.json").read_text())[INDEX]
     work = Path(tempfile.mkdtemp(prefix="seal-chat-"))
     doc = work / f"{passage['title']}.txt"
     doc.write_text(passage["context"] + "\n", encoding="utf-8")

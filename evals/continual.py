@@ -38,12 +38,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import SealConfig, add_config_arguments, config_from_args  # noqa: E402
-from agent.errors import SealError, run_cli  # noqa: E402
-from agent.io import append_jsonl, read_jsonl, write_atomic  # noqa: E402
+from agent.core.answering import Question, answer_and_grade  # noqa: E402
+from agent.core.config import SealConfig, add_config_arguments, config_from_args  # noqa: E402
+from agent.core.errors import SealError, run_cli  # noqa: E402
+from agent.core.inner_loop import train_adapter
+from agent.core.io import append_jsonl, read_jsonl, write_atomic  # noqa: E402
+from agent.core.runtime import ModelRuntime
+from agent.core.squad import EVAL200, SquadPassage, load_squad  # noqa: E402
+from agent.update import NewMaterial, run_update
 from evals.continual_report import StrategyRun, results_json, write_report  # noqa: E402
-from evals.grading import Question, answer_and_grade  # noqa: E402
-from evals.squad import EVAL200, SquadPassage, load_squad  # noqa: E402
+from policies.probes import make_probes
+from policies.self_edit import write_self_edits
+from stores.state import State
 
 MERGES = ["merge:linear", "merge:cat", "merge:svd", "merge:ties", "merge:dare_ties"]
 STRATEGIES = ["naive", "replay", "replay+gate", "replay+gate+base", *MERGES, "rag", "rag+weights"]
@@ -70,8 +76,6 @@ def make_sequences(n_passages: int, n_sequences: int, length: int, seed: int) ->
 
 def prepare(runtime, cfg: SealConfig, passage: SquadPassage, seed: int) -> dict:
     """The passage's self-edit and the model's own probes, written by the base model."""
-    from policies.probes import make_probes
-    from policies.self_edit import write_self_edits
 
     runtime.reset_adapter(cfg.adapt.seed)
     [edit, *_] = write_self_edits(runtime, passage.title, passage.context, cfg.self_edit, seed=seed)
@@ -113,7 +117,6 @@ class Evaluator:
 
 def store_passage(state, cfg: SealConfig, passage: SquadPassage, prep: dict):
     """Passage, probes and self-edit into the state's ledger and vectors; its NewMaterial."""
-    from agent.update import NewMaterial
 
     doc = state.add_document(
         passage.context,
@@ -136,8 +139,6 @@ def store_passage(state, cfg: SealConfig, passage: SquadPassage, prep: dict):
 
 def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, tick) -> dict:
     """naive (+rag), replay, or replay+gate (+rag+weights) on one sequence."""
-    from agent.update import run_update
-    from stores.state import State
 
     gate = family.startswith("replay+gate")
     ratio = 0.0 if family == "naive" else cfg.update.replay_ratio
@@ -196,7 +197,6 @@ def run_sequential(family, runtime, cfg, passages, preps, evaluator, base_row, t
 
 def run_merges(runtime, cfg, preps, evaluator, base_row, tick) -> dict:
     """One adapter per passage from the base; after each passage, every combination method."""
-    from agent.inner_loop import train_adapter
 
     rows = {name: [base_row] for name in MERGES}
     seconds = dict.fromkeys(MERGES, 0.0)
@@ -267,8 +267,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
-
-    from agent.runtime import ModelRuntime
 
     args = parse_args(argv)
     cfg = config_from_args(args)

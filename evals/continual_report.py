@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.io import write_atomic
+from agent.core.io import write_atomic
 
 HEATMAP_COLUMNS = 5
 METRICS = ("acc", "bwt", "fwt", "forgetting", "just_learned", "first_passage_retention_ratio")

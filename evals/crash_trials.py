@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.io import write_atomic  # noqa: E402
+from agent.core.io import write_atomic  # noqa: E402
 from stores.adapters import BASE  # noqa: E402
 from stores.state import State  # noqa: E402
 

@@ -13,8 +13,8 @@ import os
 import urllib.request
 from collections.abc import Sequence
 
-from agent.config import EvalConfig
-from agent.errors import SealError
+from agent.core.config import EvalConfig
+from agent.core.errors import SealError
 
 # SEAL's grading prompt (arXiv 2506.10943, Appendix B.4).
 JUDGE_PROMPT = (

@@ -28,10 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import SealConfig, add_config_arguments, config_from_args
-from agent.errors import SealError, run_cli
-from agent.io import append_jsonl, read_jsonl, write_atomic
-from evals.squad import EVAL200, SquadPassage, load_squad, load_teacher, resolve_teacher
+from agent.core.answering import answer_and_grade
+from agent.core.config import SealConfig, add_config_arguments, config_from_args
+from agent.core.errors import SealError, run_cli
+from agent.core.inner_loop import train_adapter
+from agent.core.io import append_jsonl, read_jsonl, write_atomic
+from agent.core.runtime import ModelRuntime
+from agent.core.squad import EVAL200, SquadPassage, load_squad
+from evals.judge import make_judge
+from evals.teachers import load_teacher, resolve_teacher
+from policies.self_edit import FORMATS, teacher_self_edits, write_self_edits
+from stores.policies import resolve_policy
+from stores.state import default_home
 
 DEFAULT_CONDITIONS = "base,passage,implications,teacher:gpt41,teacher:seal-iter2"
 METRICS = ("contained", "em", "f1")
@@ -46,14 +54,11 @@ class Condition:
 
 
 def parse_conditions(spec: str, policy_store: Path | None = None) -> list[Condition]:
-    from policies.self_edit import FORMATS
 
     out = []
     for name in [c.strip() for c in spec.split(",") if c.strip()]:
         fmt, at, policy = name.partition("@")
         if at and fmt in FORMATS and FORMATS[fmt].generates:
-            from policies.policy_store import resolve_policy
-
             out.append(Condition(name, "format", policy=resolve_policy(policy, policy_store)))
         elif name == "base":
             out.append(Condition(name, "base"))
@@ -148,9 +153,6 @@ def evaluate_passage(
     judge,
 ) -> dict:
     """Train a fresh adapter for one condition (none for base) and grade closed-book answers."""
-    from agent.inner_loop import train_adapter
-    from evals.grading import answer_and_grade
-    from policies.self_edit import FORMATS, teacher_self_edits, write_self_edits
 
     record: dict = {"condition": cond.name}
     # B = 0: the base model exactly, which answers for `base` and writes the self-edits.
@@ -203,7 +205,6 @@ def check_resumable(out: Path, run_config: dict) -> None:
 def build_judge(cfg: SealConfig, runtime):
     if cfg.eval.judge == "none":
         return None
-    from evals.judge import make_judge
 
     return make_judge(cfg.eval, runtime)
 
@@ -228,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     policy_store = args.policy_store or cfg.policy.store
     if policy_store is None:
-        from stores.state import default_home
-
         policy_store = Path(cfg.store.home or default_home()).expanduser() / "policies"
     conditions = parse_conditions(args.conditions, policy_store)
     passages = load_squad(args.data)[: args.limit]
@@ -260,8 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     # ---- run
     if todo:
         from tqdm import tqdm
-
-        from agent.runtime import ModelRuntime
 
         runtime = ModelRuntime.load(cfg.model, cfg.adapt)
         judge = build_judge(cfg, runtime)

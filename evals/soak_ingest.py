@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.io import write_atomic  # noqa: E402
+from agent.core.io import write_atomic  # noqa: E402
 from evals.news_server import NewsServer, NewsWorld, Route, start  # noqa: E402
 from stores.state import State  # noqa: E402
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from agent.config import SelfEditConfig
+from agent.core.config import SelfEditConfig
 from policies.self_edit import FORMATS, write_self_edits
 
 _QA = re.compile(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from agent.config import UpdateConfig
+from agent.core.config import UpdateConfig
 from stores.ledger import Ledger, ReplayItem
 
 LOSS_CANDIDATES = 4  # loss policy: candidates scored per replay slot

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from agent.config import PolicyConfig, SealConfig
-from agent.errors import SealError
-from agent.executor import Executor, InnerLoopResult, InnerLoopTask
-from agent.inner_loop import PackedBatch, TrainLog, fit
-from evals.squad import SquadPassage
+from agent.core.config import PolicyConfig, SealConfig
+from agent.core.errors import SealError
+from agent.core.inner_loop import PackedBatch, TrainLog, fit
+from agent.core.squad import SquadPassage
+from policies.executor import Executor, InnerLoopResult, InnerLoopTask
+from policies.self_edit import write_self_edits
 
 RewardKey = tuple[float, float]  # (primary, tie-break): compared lexicographically
 
@@ -75,7 +76,6 @@ def baseline_tasks(index: int, passage: SquadPassage, with_passage: bool) -> lis
 
 def sample_candidates(runtime, cfg: SealConfig, passage: SquadPassage, policy, seed: int):
     """K self-edits from the policy (a version folder, or None for the base model), batched."""
-    from policies.self_edit import write_self_edits
 
     runtime.reset_adapter(cfg.adapt.seed)  # the knowledge slot holds the last inner loop
     se_cfg = cfg.self_edit.model_copy(

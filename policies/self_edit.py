@@ -13,10 +13,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from agent.config import SelfEditConfig
-from agent.errors import SealError
-from agent.runtime import ModelRuntime
+from agent.core.config import SelfEditConfig
+from agent.core.errors import SealError
+from stores.policies import resolve_policy
+
+if TYPE_CHECKING:
+    from agent.core.runtime import ModelRuntime
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ def write_self_edits(
 ) -> list[SelfEdit]:
     """Sample `cfg.num_candidates` self-edits in one batched call and parse each.
 
-    With `cfg.policy` set, the policy LoRA (policies/policy_store.py) writes them, in place of
+    With `cfg.policy` set, the policy LoRA (stores/policies.py) writes them, in place of
     the knowledge adapter, which stays as it is.
     """
     if not context.strip():
@@ -184,8 +188,6 @@ def write_self_edits(
     prompt = self_edit_prompt(runtime, fmt, title, context, cfg)
     writer = contextlib.nullcontext()
     if cfg.policy is not None:
-        from policies.policy_store import resolve_policy
-
         runtime.load_policy(resolve_policy(cfg.policy))
         writer = runtime.policy_active()
     with writer:

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.errors import SealError
-from agent.io import fsync_dir
-from stores.adapters import damaged_file, file_digests
+from agent.core.errors import SealError
+from agent.core.io import fsync_dir
+from stores.folders import damaged_file, file_digests
 from stores.state import ADAPTERS, BASES, LEDGER, MARKER, VECTORS, State, check_home
 
 EXPORT_MANIFEST = "export.json"

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import SealError
-from agent.io import fsync_dir
-from stores.adapters import MANIFEST, commit_folder, damaged_file
+from agent.core.errors import SealError
+from agent.core.io import fsync_dir
+from stores.folders import MANIFEST, commit_folder, damaged_file
 
 
 def _folder_base(name: str) -> int | None:

@@ -24,8 +24,8 @@ from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from agent.errors import SealError
-from agent.io import storable
+from agent.core.errors import SealError
+from agent.core.io import storable
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

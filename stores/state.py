@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import SealError
-from agent.io import write_atomic
+from agent.core.config import StoreConfig
+from agent.core.errors import SealError, StateLocked
+from agent.core.io import write_atomic
 from stores.adapters import AdapterStore
 from stores.bases import BaseStore
 from stores.ledger import Ledger
@@ -42,6 +43,7 @@ VECTORS = "vectors"
 ADAPTERS = "adapters"
 BASES = "bases"
 LOCK = "lock"
+NEAR_DUPLICATE_SIMILARITY = StoreConfig.model_fields["near_duplicate_similarity"].default
 
 
 def default_home(environ: dict[str, str] | None = None) -> Path:
@@ -110,7 +112,7 @@ class WriterLock:
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise SealError(
+            raise StateLocked(
                 f"{self.path.parent} is in use by {holder}; wait for it to finish or stop it "
                 "(read-only commands such as `seal status` work meanwhile)"
             ) from None
@@ -158,9 +160,16 @@ class State:
     Open with `State.open(home)` for writing (takes the lock, recovers) or
     `State.open(home, read_only=True)`; use as a context manager or call `close()`."""
 
-    def __init__(self, home: Path, ledger: Ledger, lock: WriterLock | None, recovered: list[str]):
+    def __init__(
+        self,
+        home: Path,
+        ledger: Ledger,
+        lock: WriterLock | None,
+        recovered: list[str],
+        near_duplicate_similarity: float = NEAR_DUPLICATE_SIMILARITY,
+    ):
         self.home = home
-        self.near_duplicate_similarity = 0.95  # store.near_duplicate_similarity
+        self.near_duplicate_similarity = near_duplicate_similarity
         self.ledger = ledger
         self.adapters = AdapterStore(home / ADAPTERS, ledger)
         self.bases = BaseStore(home / BASES)
@@ -170,7 +179,15 @@ class State:
         self._reconciled: set[str] = set()  # namespaces whose vectors match the ledger
 
     @classmethod
-    def open(cls, home: Path, *, read_only: bool = False) -> State:
+    def open(
+        cls,
+        home: Path,
+        *,
+        read_only: bool = False,
+        near_duplicate_similarity: float = NEAR_DUPLICATE_SIMILARITY,
+    ) -> State:
+        """`near_duplicate_similarity`: store.near_duplicate_similarity, the cosine similarity at
+        which a new passage is reported as a near duplicate of a stored one."""
         home = Path(home).expanduser()
         if not check_home(home, create=not read_only):
             raise SealError(
@@ -178,12 +195,13 @@ class State:
                 "something (or pass --home)"
             )
         if read_only:
-            return cls(home, Ledger(home / LEDGER, read_only=True), None, [])
+            ledger = Ledger(home / LEDGER, read_only=True)
+            return cls(home, ledger, None, [], near_duplicate_similarity)
         lock = WriterLock(home)
         lock.acquire()
         try:
             ledger = Ledger(home / LEDGER)
-            state = cls(home, ledger, lock, [])
+            state = cls(home, ledger, lock, [], near_duplicate_similarity)
             state.recovered = state.adapters.recover() + state.bases.recover()
             state.recovered += [
                 f"b{b:06d}: merged base no version uses (merge interrupted?)"
@@ -197,6 +215,13 @@ class State:
             raise
         return state
 
+    def view(self, ledger: Ledger) -> State:
+        """This state seen through another ledger connection (a worker thread's own), under the
+        same lock and sharing the passage store: one chroma client per folder and process."""
+        view = State(self.home, ledger, self.lock, [], self.near_duplicate_similarity)
+        view._passages = self.passages
+        return view
+
     @property
     def read_only(self) -> bool:
         return self.lock is None
@@ -205,7 +230,7 @@ class State:
     def passages(self) -> PassageStore:
         """The vector store, opened on first use (chromadb takes a few seconds to import)."""
         if self._passages is None:
-            from stores.passages import PassageStore
+            from stores.passages import PassageStore  # deferred: chromadb
 
             self._passages = PassageStore(
                 self.home / VECTORS, near_duplicate_threshold=self.near_duplicate_similarity
@@ -239,7 +264,7 @@ class State:
         """Store a document: ledger rows first, then vectors (the ledger is the source of truth).
 
         An identical document already stored is not stored again (`duplicate_of` says which)."""
-        from stores.passages import PassageRecord, check_namespace, content_hash
+        from stores.passages import PassageRecord, check_namespace, content_hash  # chromadb
 
         if not text.strip():
             raise SealError(f"document {uri or title or ''} is empty; nothing to store".strip())
@@ -277,7 +302,7 @@ class State:
     def reconcile_vectors(self, namespace: str) -> dict[str, int]:
         """Make the vector store match the ledger after a crash between the two writes (or
         between a forget's ledger rows and its vector deletion); returns what it changed."""
-        from stores.passages import PassageRecord
+        from stores.passages import PassageRecord  # deferred: chromadb
 
         rows = {r["id"]: r for r in self.ledger.live_passages(namespace)}
         stored = self.passages.passage_ids(namespace)

@@ -15,8 +15,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from agent.config import AdaptConfig
-from agent.runtime import ModelRuntime
+from agent.core.config import AdaptConfig
+from agent.core.runtime import ModelRuntime
 
 # Simple factual sentences, plus the wording of SEAL's prompts, which every test passage meets.
 CORPUS = [

@@ -11,9 +11,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from agent.config import load_config
-from agent.runtime import ModelRuntime
-from evals.grading import question_prompt
+from agent.core.answering import question_prompt
+from agent.core.config import load_config
+from agent.core.runtime import ModelRuntime
 from stores.state import State
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def spawn(home: Path) -> pexpect.spawn:
 
 @pytest.mark.slow
 def test_a_fed_passage_is_recalled_closed_book_after_a_restart(tmp_path):
-    passage = json.loads((ROOT / "evals/data/squad_eval200.json").read_text())[INDEX]
+    passage = json.loads((ROOT / "agent/core/data/squad_eval200.json").read_text())[INDEX]
     question = passage["questions"][QUESTION]
     doc = tmp_path / f"{passage['title']}.txt"
     doc.write_text(passage["context"] + "\n", encoding="utf-8")

@@ -2,11 +2,11 @@
 
 import pytest
 
-from agent.config import AdaptConfig, EvalConfig, ModelConfig, SelfEditConfig
-from agent.inner_loop import train_adapter
-from agent.runtime import ModelRuntime
-from evals.grading import question_prompt
-from evals.squad import EVAL200, load_squad
+from agent.core.answering import question_prompt
+from agent.core.config import AdaptConfig, EvalConfig, ModelConfig, SelfEditConfig
+from agent.core.inner_loop import train_adapter
+from agent.core.runtime import ModelRuntime
+from agent.core.squad import EVAL200, load_squad
 from policies.self_edit import FORMATS, parse_self_edit
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.config import SealConfig
-    from agent.runtime import ModelRuntime
+    from agent.core.config import SealConfig
+    from agent.core.runtime import ModelRuntime
     from stores.state import State
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
+from agent.core.answering import first_line, question_prompt
+from agent.documents import DocumentError, is_url, read_source
 from agent.graph.context import AgentContext
 from agent.graph.prompts import CONVERSATION_TITLE, NOTHING_TO_LEARN, READ_ONLY, report_text
 from agent.graph.state import AgentState, DocumentRef, Gate, Hit, Material, Update
+from agent.learn import add_probes, self_edit_documents
+from agent.update import NewMaterial, run_update
 from policies.gate import (
     GateInputs,
     GateThresholds,
@@ -57,7 +60,6 @@ def conversation_statements(state: AgentState) -> list[str]:
 # ------------------------------------------------------------------ ingest
 def _sources(state: AgentState) -> tuple[list[tuple[str, str, str | None, str]], list[str]]:
     """(text, source kind, uri, title) of what this run stores, and notes for what it cannot."""
-    from agent.documents import DocumentError, is_url, read_source
 
     request = state.get("request")
     if request == "feed":
@@ -86,7 +88,6 @@ def ingest(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         return {"documents": [], "notes": [READ_ONLY]} | done
     items, notes = _sources(state)
     refs: list[DocumentRef] = []
-    ctx.state.near_duplicate_similarity = ctx.cfg.store.near_duplicate_similarity
     for text, source, uri, title in items:
         stored = ctx.state.add_document(
             text,
@@ -132,8 +133,6 @@ def _probe_logprob(ctx: AgentContext, doc_id: int, title: str) -> float | None:
     """Mean log p(answer) per token of the document's probes, closed-book, with the current
     adapter. Probes are made (and kept) here when the document has none, so the update later
     measures itself on the same questions."""
-    from agent.learn import add_probes
-    from evals.grading import question_prompt
 
     ledger, cfg = ctx.state.ledger, ctx.cfg
     add_probes(ctx.state, ctx.runtime, cfg, doc_id, title, fallback=statement_probes)
@@ -187,7 +186,6 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 # ------------------------------------------------------------------ learn
 def self_edit(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Write a self-edit of every passage of the documents the gate chose (agent/learn.py)."""
-    from agent.learn import self_edit_documents
 
     ctx = runtime.context
     chosen = [g["document_id"] for g in state.get("gate") or [] if g["decision"] == "learn"]
@@ -201,7 +199,6 @@ def self_edit(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 def update(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """The retention-gated update (agent/update.py): train a candidate adapter on the self-edits
     plus replay, check that earlier documents are kept, then commit a version or roll back."""
-    from agent.update import NewMaterial, run_update
 
     ctx = runtime.context
     material = NewMaterial(**state["material"])
@@ -255,38 +252,9 @@ def answer_contexts(state: AgentState, pending_similarity: float) -> list[Hit]:
     ]
 
 
-def stream_generate(runtime, prompt: str, max_new_tokens: int, emit: Callable[[str], None]):
-    """Greedy answer to `prompt`, up to its first newline, handing text to `emit` as it comes."""
-    import torch
-    from transformers import TextStreamer
-
-    class Emitter(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if text:
-                emit(text)
-
-    tok = runtime.tokenizer
-    batch = tok(prompt, return_tensors="pt", add_special_tokens=False).to(runtime.device)
-    with torch.no_grad():
-        out = runtime.model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=tok.pad_token_id,
-            stop_strings=["\n"],
-            tokenizer=tok,
-            streamer=Emitter(tok, skip_prompt=True, skip_special_tokens=True),
-        )
-    return tok.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
 def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     """Answer the user's message closed-book with the current adapter (or with passages, see
     `answer_contexts`), streaming the text to the context's `emit` and as "custom" chunks."""
-    from evals.grading import first_line, question_prompt
 
     ctx = runtime.context
     contexts = answer_contexts(state, ctx.cfg.chat.pending_rag_similarity)
@@ -298,7 +266,7 @@ def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         ctx.emit(text)
         runtime.stream_writer(text)
 
-    text = stream_generate(ctx.runtime, prompt, ctx.cfg.chat.max_answer_tokens, emit)
+    text = ctx.runtime.stream(prompt, max_new_tokens=ctx.cfg.chat.max_answer_tokens, emit=emit)
     metadata = {
         "mode": "with retrieved passages" if contexts else "closed-book",
         "documents": sorted({h["document_id"] for h in contexts}),

@@ -1,5 +1,5 @@
 """What the agent says: the report of a run and the notes it shows for bad input. The answer
-prompt itself is SEAL's (evals/grading.py), so chat answers are scored the way evals are."""
+prompt itself is SEAL's (agent/core/answering.py), so chat answers are scored the way evals are."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from agent.config import SealConfig
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
 from agent.documents import Document, DocumentError, document_from_bytes, read_file
-from agent.errors import SealError
 from agent.ingest import schedule
 from agent.ingest.dedup import difference, nearest_story
 from agent.ingest.fetch import Fetcher, FetchError, backoff_delay
@@ -133,7 +133,7 @@ class Pipeline:
 
     def store(self, item: dict) -> str:
         """Fetch, extract, deduplicate and store one seen item: 'stored', 'rejected' or 'retry'."""
-        from stores.passages import content_hash
+        from stores.passages import content_hash  # deferred: chromadb
 
         ledger, ingest = self.state.ledger, self.ingest
         try:
@@ -230,7 +230,9 @@ class Pipeline:
 
     def learn(self, batch: list[dict]) -> str:
         """One update from the batch's documents; item states follow their documents."""
-        from agent.learn import learn_documents, load_runtime
+        # Deferred: these load torch; `seal ingest --status` and storing never need it.
+        from agent.learn import learn_documents
+        from agent.state_model import load_runtime
 
         ledger = self.state.ledger
         ready = []

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.core.io import write_atomic
 from agent.ingest.schedule import HOUR_S
-from agent.io import write_atomic
 
 QUIET = {"progress", "polled"}  # human logs show these only in the status line
 

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import SealConfig
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
 from agent.ingest import schedule
 from agent.ingest.fetch import Fetcher
 from agent.ingest.pipeline import Pipeline
@@ -97,7 +98,7 @@ def run_ingest(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         return 0
     if args.json_logs:
         cfg.ingest.json_logs = True
-    from agent.runtime import pick_device
+    from agent.core.runtime import pick_device  # deferred: torch (--status never needs it)
 
     if cfg.model.dtype == "auto" and pick_device(cfg.model.device).type == "cpu":
         # Measured: in bf16 on CPU, RSS grows with every update (oneDNN caches kernels per new
@@ -111,8 +112,9 @@ def run_ingest(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     previous = {s: signal.signal(s, control.on_signal) for s in signals}
     log = EventLog(cfg.ingest.json_logs)
     try:
-        with State.open(home) as state:
-            state.near_duplicate_similarity = cfg.store.near_duplicate_similarity
+        with State.open(
+            home, near_duplicate_similarity=cfg.store.near_duplicate_similarity
+        ) as state:
             run_counts = setup(state, cfg, sources, args.every, log)
             fetcher = Fetcher(
                 timeout_s=cfg.ingest.timeout_s,
@@ -166,8 +168,6 @@ def setup(state: State, cfg: SealConfig, sources, every: float | None, log) -> C
         known = ledger.ingest_source(source.kind, source.location, every)
         ledger.ingest_update_source(known["id"], next_poll_at=None)  # poll it now
     if not ledger.ingest_sources():
-        from agent.errors import SealError
-
         raise SealError("no sources: give a feed URL, a folder or a file of article URLs")
     # A writer killed while storing leaves vectors without ledger rows: drop them before the
     # near-duplicate search reads the store.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import IngestConfig
+from agent.core.config import IngestConfig
 
 HOUR_S = 3600.0
 

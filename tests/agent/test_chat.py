@@ -9,7 +9,7 @@ import pexpect
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agent.config import load_config
+from agent.core.config import load_config
 from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
 from agent.learn import load_runtime

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from agent.cli import main
-from agent.config import SealConfig
+from agent.core.config import SealConfig
 
 
 def assert_one_line_error(capsys, status: int, *fragments: str) -> str:

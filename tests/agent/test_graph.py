@@ -5,7 +5,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.config import SealConfig
+from agent.core.config import SealConfig
 from agent.graph import AgentContext, builder
 from agent.graph.graph import (
     route_after_gate,

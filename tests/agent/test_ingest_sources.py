@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from agent.config import IngestConfig
+from agent.core.config import IngestConfig
 from agent.documents import DocumentError
 from agent.ingest import schedule
 from agent.ingest.dedup import canonical_url, difference, story_similarity

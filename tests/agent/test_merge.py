@@ -4,8 +4,8 @@ import pytest
 import torch
 from test_update import DOCS, add  # the facts and helper of the update tests
 
-from agent.config import SealConfig
-from agent.errors import SealError
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
 from agent.learn import load_runtime
 from agent.merge import run_base_merge, updates_since_merge
 from agent.update import run_update, score_documents

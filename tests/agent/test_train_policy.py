@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from agent.cli import main
-from agent.config import SelfEditConfig
-from agent.io import read_jsonl
+from agent.core.config import SelfEditConfig
+from agent.core.io import read_jsonl
 from evals import knowledge
-from policies.policy_store import PolicyStore
 from policies.self_edit import write_self_edits
+from stores.policies import PolicyStore
 
 WEIGHTS = "adapter_model.safetensors"
 
@@ -165,7 +165,7 @@ def test_knowledge_eval_compares_policy_versions(
     raw = {(r["condition"], r["index"]): r["self_edit"]["raw"] for r in records}
     assert raw[(names[1], 0)] == raw[(names[2], 0)]  # version 1, named two ways
 
-    from agent.errors import SealError
+    from agent.core.errors import SealError
 
     with pytest.raises(SealError, match="no policy version 5"):
         knowledge.main([*argv, "--out", str(tmp_path / "e2"), "--conditions", "implications@5"])
@@ -173,7 +173,7 @@ def test_knowledge_eval_compares_policy_versions(
 
 def test_policy_slot_keeps_the_knowledge_adapter(runtime, tiny_adapt, tmp_path, squad_file):
     """Writing with a policy never changes the knowledge adapter's weights."""
-    from agent.inner_loop import train_adapter
+    from agent.core.inner_loop import train_adapter
 
     train_adapter(runtime, ["The capital of Italy is Rome."], tiny_adapt())
     before = [p.detach().clone() for p in runtime.adapter_parameters()]

@@ -4,8 +4,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.config import EvalConfig
-from agent.errors import SealError
+from agent.core.config import EvalConfig
+from agent.core.errors import SealError
 from evals.judge import JUDGE_PROMPT, LocalJudge, OpenAIJudge, make_judge, verdict
 
 

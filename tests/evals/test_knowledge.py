@@ -2,10 +2,11 @@ import json
 
 import pytest
 
-from agent.errors import SealError
+from agent.core.errors import SealError
+from agent.core.squad import load_squad
 from evals import knowledge
 from evals.knowledge import markdown_table, parse_conditions, summarize
-from evals.squad import TEACHERS, load_squad
+from evals.teachers import TEACHERS
 
 
 def graded(*contained: float) -> list[dict]:

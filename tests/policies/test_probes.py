@@ -32,7 +32,7 @@ def test_cloze_probes_hold_out_sentence_endings():
 
 
 def test_self_qa_probes_are_filled_up_with_cloze(runtime):
-    from agent.config import SelfEditConfig
+    from agent.core.config import SelfEditConfig
 
     cfg = SelfEditConfig(max_new_tokens=8)
     probes = make_probes(runtime, "Tower", PASSAGE, cfg, 3, source="self-qa")

@@ -6,11 +6,10 @@ import json
 import pytest
 import torch
 
-from agent.config import PolicyConfig, SelfEditConfig
-from agent.errors import SealError
-from agent.executor import InnerLoopResult
-from agent.inner_loop import train_adapter
-from policies.policy_store import PolicyStore, resolve_policy
+from agent.core.config import PolicyConfig, SelfEditConfig
+from agent.core.errors import SealError
+from agent.core.inner_loop import train_adapter
+from policies.executor import InnerLoopResult
 from policies.rest_em import (
     finetune_policy,
     kept_pairs,
@@ -20,6 +19,7 @@ from policies.rest_em import (
     select_best,
 )
 from policies.self_edit import FORMATS, self_edit_prompt, write_self_edits
+from stores.policies import PolicyStore, resolve_policy
 
 TITLE, CONTEXT = "Paris", "The capital of France is Paris. Paris is a city on the river Seine."
 TAUGHT = "The tower in Paris was built in 1889.\nThe museum in Paris has many old paintings."

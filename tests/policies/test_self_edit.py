@@ -1,9 +1,11 @@
+from typing import get_args
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import SelfEditConfig
-from agent.errors import SealError
+from agent.core.config import SelfEditConfig, SelfEditFormatName
+from agent.core.errors import SealError
 from policies.self_edit import (
     FORMATS,
     get_format,
@@ -217,3 +219,7 @@ def test_parse_never_raises_and_sequences_start_with_the_title(fmt, generation, 
     assert all(s.startswith(f"{title}\n") for s in edit.sequences)
     assert edit.sequences[-1] == f"{title}\n{context}"
     assert len(edit.sequences) == len(edit.items) + 1
+
+
+def test_config_names_exactly_the_formats_defined_here():
+    assert set(get_args(SelfEditFormatName)) == set(FORMATS)

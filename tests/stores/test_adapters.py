@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from agent.errors import SealError
-from agent.inner_loop import train_adapter
+from agent.core.errors import SealError
+from agent.core.inner_loop import train_adapter
 from stores.adapters import BASE, MANIFEST, AdapterStore
 from stores.ledger import Ledger
 

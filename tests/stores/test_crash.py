@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 from stores.state import State
 
 

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 from stores.ledger import SCHEMA_VERSION, Ledger
 
 

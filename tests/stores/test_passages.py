@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 from stores.passages import (
     EMBEDDING_DIM,
     MiniLMEmbedding,

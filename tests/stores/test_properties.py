@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 from stores.ledger import Ledger
 from stores.state import State
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SealError
+from agent.core.errors import SealError
 from stores.archive import export_state, import_state
 from stores.state import MARKER, State, default_home, split_passages
 
@@ -105,7 +105,7 @@ def test_single_writer_but_readers_welcome(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys; sys.path.insert(0, {str(ROOT)!r})
-        from agent.errors import SealError
+        from agent.core.errors import SealError
         from stores.state import State
         try:
             State.open({str(home)!r})

@@ -2,9 +2,9 @@ import importlib.machinery
 
 import pytest
 
-from agent import model_source
-from agent.errors import SealError
-from agent.model_source import (
+from agent.core import model_source
+from agent.core.errors import SealError
+from agent.core.model_source import (
     CONVERTED_NAME,
     DEFAULT_GGUF,
     INSTALL_HINT,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agent.config import AdaptConfig
-from agent.errors import SealError
-from agent.runtime import ModelRuntime
+from agent.core.config import AdaptConfig
+from agent.core.errors import SealError
+from agent.core.runtime import ModelRuntime
 
 
 @dataclass

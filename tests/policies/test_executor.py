@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from agent.config import SealConfig, load_config
-from agent.errors import SealError
-from agent.executor import InnerLoopTask, LocalExecutor, RayExecutor, make_executor
-from agent.runtime import ModelRuntime
-from evals.grading import Question
+from agent.core.answering import Question
+from agent.core.config import SealConfig, load_config
+from agent.core.errors import SealError
+from agent.core.runtime import ModelRuntime
+from policies.executor import InnerLoopTask, LocalExecutor, RayExecutor, make_executor
 
 QUESTIONS = (
     Question("What is the capital of France?", "Paris"),

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from agent.errors import SealError
-from evals.grading import Question
-from evals.squad import EVAL200, TEACHERS, load_squad, load_teacher, resolve_teacher
+from agent.core.answering import Question
+from agent.core.errors import SealError
+from agent.core.squad import EVAL200, load_squad
+from evals.teachers import TEACHERS, load_teacher, resolve_teacher
 
 PASSAGE = {
     "title": "Paris",

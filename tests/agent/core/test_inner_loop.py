@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from agent.errors import SealError
-from agent.inner_loop import pack, packed_loss, tokenize_sequences, train_adapter
+from agent.core.errors import SealError
+from agent.core.inner_loop import pack, packed_loss, tokenize_sequences, train_adapter
 
 FACT = "The capital of Italy is Rome."
 SEQUENCES = [

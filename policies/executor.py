@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.config import SealConfig
-from agent.errors import SealError
-from evals.grading import Question
+from agent.core.answering import Question, answer_and_grade, mean_of
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
+from agent.core.inner_loop import train_adapter
+from agent.core.runtime import ModelRuntime
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,6 @@ class InnerLoopResult:
 def run_inner_loop(runtime, cfg: SealConfig, task: InnerLoopTask) -> InnerLoopResult:
     """Train a fresh knowledge adapter on the task's sequences (none: the base model), then
     answer its questions closed-book and grade them."""
-    from agent.inner_loop import train_adapter
-    from evals.grading import answer_and_grade, mean_of
-
     runtime.reset_adapter(cfg.adapt.seed)
     seconds, loss = 0.0, None
     if task.sequences is not None:
@@ -98,8 +97,6 @@ class _Worker:
     """A Ray actor: loads the model once, then runs the inner loops it is sent."""
 
     def __init__(self, cfg_json: str):
-        from agent.runtime import ModelRuntime
-
         self.cfg = SealConfig.model_validate_json(cfg_json)
         self.runtime = ModelRuntime.load(self.cfg.model, self.cfg.adapt)
 

@@ -11,9 +11,12 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.config import EvalConfig
-from agent.runtime import ModelRuntime
+from agent.core.config import EvalConfig
+
+if TYPE_CHECKING:  # the runtime loads torch; scoring and prompts are needed without it
+    from agent.core.runtime import ModelRuntime
 
 # SEAL's closed-book prompt (arXiv 2506.10943, Appendix B.3).
 ANSWER_PROMPT = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:\n"

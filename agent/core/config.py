@@ -13,9 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import SealError
+from agent.core.errors import SealError
+from agent.core.io import write_atomic
 
 ENV_PREFIX = "SEAL_"
 
@@ -80,8 +81,15 @@ class AdaptConfig(_Section):
     seed: int = Field(0, description="Seed for adapter initialisation and data order.")
 
 
+# The formats policies/self_edit.py defines (a test keeps the two lists equal); named here so that
+# the configuration, at the bottom of the layers, does not import the policies above it.
+SelfEditFormatName = Literal[
+    "implications", "implications-long", "rewrite", "self-qa", "passage-only"
+]
+
+
 class SelfEditConfig(_Section):
-    format: str = Field(
+    format: SelfEditFormatName = Field(
         "implications",
         description="Self-edit format: implications, implications-long, rewrite, self-qa, "
         "or passage-only.",
@@ -108,15 +116,6 @@ class SelfEditConfig(_Section):
         "written by `seal train-policy` (STORE/versions/vNNNN) or a policy store folder (its "
         "current version); None: the model itself (policy version 0).",
     )
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        from policies.self_edit import FORMATS
-
-        if value not in FORMATS:
-            raise ValueError(f"unknown format {value!r}; choose one of {', '.join(FORMATS)}")
-        return value
 
 
 class EvalConfig(_Section):
@@ -443,8 +442,6 @@ class SealConfig(_Section):
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""
-        from agent.io import write_atomic
-
         write_atomic(path, json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
 
 

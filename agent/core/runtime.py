@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +24,13 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+from transformers.utils import logging as hf_logging
 
-from agent.config import AdaptConfig, ModelConfig
-from agent.errors import SealError
-from agent.io import fsync_dir
-from agent.model_source import DEFAULT_MODEL, resolve_model_path
+from agent.core.config import AdaptConfig, ModelConfig
+from agent.core.errors import SealError
+from agent.core.io import fsync_dir
+from agent.core.model_source import DEFAULT_MODEL, resolve_model_path
 
 ADAPTER = "knowledge"
 SCRATCH = "knowledge-scratch"  # a transient slot while the knowledge slot changes shape
@@ -121,9 +123,6 @@ class ModelRuntime:
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, model_cfg: ModelConfig, adapt: AdaptConfig) -> ModelRuntime:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()  # a 0.3 s load needs no progress bar
         if model_cfg.threads:
             torch.set_num_threads(model_cfg.threads)
@@ -227,6 +226,32 @@ class ModelRuntime:
             for i in range(len(chunk)):
                 outputs.append(texts[i * num_return_sequences : (i + 1) * num_return_sequences])
         return outputs
+
+    @torch.no_grad()
+    def stream(self, prompt: str, *, max_new_tokens: int, emit: Callable[[str], None]) -> str:
+        """Greedy completion of one formatted prompt up to its first newline, handing the text
+        to `emit` as it is decoded (a chat answer printed while it is written)."""
+
+        class Emitter(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                if text:
+                    emit(text)
+
+        tok = self.tokenizer
+        batch = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        out = self.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+            stop_strings=["\n"],
+            tokenizer=tok,
+            streamer=Emitter(tok, skip_prompt=True, skip_special_tokens=True),
+        )
+        return tok.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
@@ -499,9 +524,10 @@ class ModelRuntime:
         self.tokenizer.save_pretrained(folder)
 
     # ---------------------------------------------------------------- self-edit policy slot
-    # The policy (design.md: "two learned things, kept apart") is a second LoRA slot beside the
-    # knowledge adapter. It is active only inside `policy_active()`, so writing self-edits with
-    # it never touches the knowledge adapter, and answering never sees the policy.
+    # The self-edit policy (how the model writes self-edits, kept apart from what it knows) is a
+    # second LoRA slot beside the knowledge adapter. It is active only inside `policy_active()`,
+    # so writing self-edits with it never touches the knowledge adapter, and answering never
+    # sees the policy.
     def has_policy(self) -> bool:
         return POLICY in self.model.peft_config
 

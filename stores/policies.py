@@ -1,6 +1,7 @@
 """The policy store: numbered self-edit policy LoRAs written by ReST-EM, and a `current` pointer.
 
-Kept apart from the knowledge adapters (design.md: "two learned things, kept apart"). Layout:
+Kept apart from the knowledge adapters: what the model knows and how it writes self-edits are
+two learned things. Layout:
 
     versions/v0001/   adapter_model.safetensors, adapter_config.json, manifest.json
     current           the version number the agent uses when pointed at the store (0: base)
@@ -20,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.errors import SealError
-from agent.io import write_atomic
-from stores.adapters import commit_folder, damaged_file
+from agent.core.errors import SealError
+from agent.core.io import write_atomic
+from stores.folders import commit_folder, damaged_file
 
 MANIFEST = "manifest.json"
 CURRENT = "current"

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from agent.config import SealConfig, load_config, parse_overrides
-from agent.errors import SealError
+from agent.core.config import SealConfig, load_config, parse_overrides
+from agent.core.errors import SealError
 
 
 def write_toml(tmp_path, text: str):
@@ -64,7 +64,7 @@ def test_invalid_values_name_the_field(overrides, named):
 
 
 def test_unknown_format_lists_the_known_ones():
-    with pytest.raises(SealError, match="unknown format 'poems'.*implications, .*self-qa"):
+    with pytest.raises(SealError, match="self_edit.format.*'implications'.*'self-qa'"):
         load_config(overrides={"self_edit": {"format": "poems"}}, environ={})
 
 

@@ -10,6 +10,10 @@ class SealError(Exception):
     """A user-facing error: the message names the input and says what to do."""
 
 
+class StateLocked(SealError):
+    """Another process holds the state folder's writer lock (readers may go on)."""
+
+
 def run_cli(main: Callable[[], int | None]) -> int:
     """Run an entry point: user errors print one line (no traceback) and exit with status 2."""
     try:

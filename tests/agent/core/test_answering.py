@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from agent.config import EvalConfig
-from evals.grading import (
+from agent.core.answering import (
     ANSWER_PROMPT,
     Question,
     answer_and_grade,
@@ -14,6 +13,7 @@ from evals.grading import (
     question_prompt,
     token_f1,
 )
+from agent.core.config import EvalConfig
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from agent.errors import SealError
-from agent.inner_loop import train_adapter
-from agent.runtime import ADAPTER, ADAPTER_CONFIG, ADAPTER_WEIGHTS, COMBINATIONS
+from agent.core.errors import SealError
+from agent.core.inner_loop import train_adapter
+from agent.core.runtime import ADAPTER, ADAPTER_CONFIG, ADAPTER_WEIGHTS, COMBINATIONS
 
 PROMPTS = ["The capital of France is", "Rome is a city on the river Tiber. The tower in"]
 FACTS = ["The capital of Italy is Rome.", "The bridge in Rome was built in 1990."]
