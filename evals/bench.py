@@ -1,4 +1,7 @@
-"""Speed benchmarks. `python evals/bench.py inner-loop|stores|ingest --out runs/bench`
+"""Speed benchmarks. `python evals/bench.py inner-loop|stores|ingest|startup --out runs/bench`
+
+startup: see evals/bench_startup.py; `seal status`, `seal history`, `seal --help` wall time and
+peak RSS (median of --repeats); writes startup.json.
 
 stores: see evals/bench_stores.py; writes stores.json.
 
@@ -35,7 +38,7 @@ from agent.core.inner_loop import train_adapter
 from agent.core.io import write_atomic
 from agent.core.runtime import ModelRuntime
 from agent.core.squad import EVAL200, SquadPassage, load_squad
-from evals import bench_ingest, bench_stores
+from evals import bench_ingest, bench_startup, bench_stores
 from policies.self_edit import write_self_edits
 
 SEAL_PAD_TO = 2048  # SEAL pads every training line to this length and keeps pads in the loss
@@ -306,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     ig.add_argument("--backlog", type=int, default=30, help="stories already published")
     ig.add_argument("--publish-every", type=float, default=20.0, help="seconds between stories")
     ig.add_argument("--poll-every", type=float, default=60.0, help="feed poll interval, seconds")
-    for p in (il, st, ig):
+    su = sub.add_parser("startup", help="start-up time and memory of the light seal commands")
+    su.add_argument("--repeats", type=int, default=5, help="runs per command (median)")
+    for p in (il, st, ig, su):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
         add_config_arguments(p)
     args = ap.parse_args(argv)
@@ -328,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(args.out / "bench_ingest.json", json.dumps(result, indent=2) + "\n")
         print(bench_ingest.report(result))
         print(f"wrote {args.out / 'bench_ingest.json'}")
+        return 0
+    if args.bench == "startup":
+        result = bench_startup.run(args.repeats)
+        write_atomic(args.out / "startup.json", json.dumps(result, indent=2) + "\n")
+        print(bench_startup.report(result))
+        print(f"wrote {args.out / 'startup.json'}")
         return 0
     if args.bench == "stores":
         result = bench_stores.run(cfg, args.passages, args.batch, args.ledger_writes, args.versions)
