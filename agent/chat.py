@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import sys
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from agent import commands
 from agent.core.config import SealConfig
-from agent.core.errors import SealError, StateLocked
+from agent.core.errors import SealError, StateLocked, StateNotWritable
 from agent.worker import UpdateWorker, pending_documents
 from stores.state import State
 
@@ -48,6 +49,7 @@ class Chat:
         self.held: list[str] = []  # worker lines that arrived while an answer was printing
         self.readline = None
         self.streaming = self.answer_done = False  # the answer being printed
+        self.read_only_reason = ""  # why learning is unavailable, when the state is read-only
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -60,13 +62,19 @@ class Chat:
         similarity = self.cfg.store.near_duplicate_similarity
         try:
             self.state = State.open(self.home, near_duplicate_similarity=similarity)
-        except StateLocked as exc:
+        except (StateLocked, StateNotWritable) as exc:
             self.state = State.open(self.home, read_only=True, near_duplicate_similarity=similarity)
-            print(f"note: {exc}. Learning is unavailable until it stops; I answer read-only.")
+            locked = isinstance(exc, StateLocked)
+            self.read_only_reason = (
+                "another process holds the state folder"
+                if locked
+                else ("the state folder cannot be written")
+            )
+            until = " until it stops" if locked else ""
+            print(f"note: {exc}. Learning is unavailable{until}; I answer read-only.")
         print(f"loading {self.cfg.model.name} ...", flush=True)
         self.runtime = load_runtime(self.state, self.cfg)
-        conn = sqlite3.connect(self.home / self.cfg.chat.checkpoint_db, check_same_thread=False)
-        self.checkpointer = SqliteSaver(conn)
+        self.checkpointer = SqliteSaver(self._checkpoint_connection())
         self.graph = build_graph(self.checkpointer)
         self.context = AgentContext(self.runtime, self.state, self.cfg, emit=self._emit)
         self.config = {"configurable": {"thread_id": f"chat-{self.args.conversation}"}}
@@ -95,6 +103,20 @@ class Chat:
             + "\n/help lists the commands",
             flush=True,
         )
+
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        """The conversation's checkpoint database; in a folder that cannot be written, a copy in
+        memory (the conversation goes on, and is not kept after /quit)."""
+        path = self.home / self.cfg.chat.checkpoint_db
+        if os.access(self.home, os.W_OK):
+            return sqlite3.connect(path, check_same_thread=False)
+        print("note: this conversation is not kept after /quit (the folder is read-only)")
+        memory = sqlite3.connect(":memory:", check_same_thread=False)
+        if path.is_file():
+            saved = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            with contextlib.closing(saved):
+                saved.backup(memory)
+        return memory
 
     def _setup_readline(self) -> None:
         try:
@@ -276,7 +298,7 @@ class Chat:
         commands.status(argparse.Namespace(json=False), self.cfg, self.home)
         print(f"answers: {'with retrieved passages (/rag on)' if self.rag else 'closed-book'}")
         if self.state.read_only:
-            print("learning: unavailable (another process holds the state folder)")
+            print(f"learning: unavailable ({self.read_only_reason})")
         elif self.worker is not None:
             print(f"learning: {self.worker.status_line() or 'idle'}")
 
@@ -285,7 +307,7 @@ class Chat:
 
     def _refuse_while_learning(self, what: str) -> bool:
         if self.state.read_only:
-            print(f"cannot {what}: the state folder is open read-only (another process writes)")
+            print(f"cannot {what}: the state folder is open read-only ({self.read_only_reason})")
             return True
         if self.worker is not None and self.worker.busy:
             print(f"cannot {what} while an update runs; wait for it (/status shows it)")

@@ -15,8 +15,10 @@ from pathlib import Path
 from agent import chat, commands, demo, train_policy
 from agent.core.config import add_config_arguments, config_from_args
 from agent.core.errors import run_cli
+from agent.core.model_source import hub_offline
 from agent.ingest import run as ingest
-from stores.state import default_home
+from stores.ledger_file import guarded
+from stores.state import LEDGER, default_home
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "store a document and learn it (self-edit, update, commit a version)",
         commands.learn,
     )
-    cmd.add_argument("path", type=Path, help="a text file, or a SQuAD-format .json")
+    cmd.add_argument("path", help="a text file, or a SQuAD-format .json")
     cmd.add_argument("--index", type=int, default=0, help="which passage of a .json file")
     ingest.add_arguments(
         add("ingest", "learn from news feeds, folders and URL lists", ingest.run_ingest)
@@ -84,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd = add("export", "write the whole state to one .tar.gz archive", commands.export)
     cmd.add_argument("archive", type=Path)
+    cmd = add(
+        "doctor",
+        "check the state folder; --rebuild rebuilds a lost or damaged ledger (nothing deleted)",
+        commands.doctor,
+    )
+    cmd.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild the ledger from the adapter manifests and its readable rows; the damaged "
+        "file is kept aside",
+    )
     cmd = add("import", "install a state archive as --home", commands.import_)
     cmd.add_argument("archive", type=Path)
     cmd.add_argument(
@@ -100,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def handle() -> int:
         cfg = config_from_args(args)
+        hub_offline(cfg.model.allow_download)  # before any handler imports transformers
         home = Path(getattr(args, "home", None) or cfg.store.home or default_home()).expanduser()
-        return args.handler(args, cfg, home)
+        # A damaged page met after the state opened is an error naming the fix, not a traceback.
+        with guarded(home / LEDGER):
+            return args.handler(args, cfg, home)
 
     return run_cli(handle)
 

@@ -2,22 +2,30 @@
 parses their arguments and resolves the configuration and the state folder once.
 
 status, history: read-only, work while another process writes. rollback, forget, pin, gc,
-merge-base, export, import: take the writer lock.
+merge-base, export, import: take the writer lock (export reads a read-only folder as it is).
+doctor: reads; with --rebuild takes the lock and rebuilds a lost or damaged ledger.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from agent.core.config import SealConfig
-from agent.core.errors import SealError
+from agent.core.errors import SealError, StateNotWritable
+from agent.core.io import read_limited
+from agent.documents import DocumentError, is_url
 from stores.adapters import BASE
 from stores.archive import export_state, import_state
-from stores.state import State, check_home
+from stores.doctor import diagnose, rebuild
+from stores.state import LEDGER, State, check_home
+
+# A SQuAD-format file `seal learn` reads whole (the bundled eval200 passages are 0.3 MB).
+SQUAD_MAX_BYTES = 200_000_000
 
 
 def _when(at: float) -> str:
@@ -36,33 +44,69 @@ def _version(v: int | None) -> str:
     return "base" if not v else f"v{v}"
 
 
+def _trained_model(state: State, version: int) -> str | None:
+    """The model.name the adapter `version` was trained with, from its manifest's config."""
+    try:
+        return state.adapters.manifest(version)["config"]["model"]["name"]
+    except (SealError, KeyError, TypeError):
+        return None
+
+
+def _state_info(state: State, cfg: SealConfig, home: Path) -> dict[str, Any]:
+    """What `seal status` reports; a damaged pointer or version is reported, not fatal."""
+    problems = []
+    try:
+        current: int | None = state.adapters.current()
+    except SealError as exc:
+        current = None  # unknown: the pointer is damaged
+        problems.append(str(exc))
+    row = state.ledger.adapter_version(current) if current else None
+    if current:
+        try:
+            state.adapters.verify(current)
+        except SealError as exc:
+            problems.append(str(exc))
+    damage = "; ".join(problems) or None  # what keeps the current adapter from loading
+    live = [r["version"] for r in state.ledger.adapter_versions()]
+    missing = [v for v in live if not state.adapters.path(v).is_dir()]
+    if missing:
+        problems.append(
+            f"the folders of adapter versions {', '.join(map(_version, missing))} are missing "
+            "(the ledger keeps their history; roll back to another version)"
+        )
+    trained = _trained_model(state, current) if current else None
+    base = state.base_for(current) if current else None
+    if trained and trained != cfg.model.name:
+        problems.append(
+            f"the current adapter was trained on model {trained!r}, the configuration names "
+            f"{cfg.model.name!r}: pass --set model.name={trained}"
+        )
+    return {
+        "home": str(home),
+        "model": trained or cfg.model.name,
+        "configured_model": cfg.model.name,
+        "current_version": current,
+        "current": row,
+        "current_damage": damage,
+        "problems": problems,
+        "merged_base": str(state.bases.path(base)) if base else None,
+        "counts": {**state.ledger.counts(), "adapter_versions": len(live) - len(missing)},
+        "missing_version_folders": missing,
+        "disk_bytes": state.disk_bytes(),
+    }
+
+
 def status(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     if not check_home(home, create=False):
         print(f"home:    {home} (empty: nothing stored yet)\nmodel:   {cfg.model.name}")
         return 0
     with State.open(home, read_only=True) as state:
-        current = state.adapters.current()
-        row = state.ledger.adapter_version(current) if current else None
-        damage = None
-        if current:
-            try:
-                state.adapters.verify(current)
-            except SealError as exc:
-                damage = str(exc)
-        info: dict[str, Any] = {
-            "home": str(home),
-            "model": cfg.model.name,
-            "current_version": current,
-            "current": row,
-            "current_damage": damage,
-            "merged_base": str(state.bases.path(b)) if (b := state.base_for(current)) else None,
-            "counts": state.ledger.counts(),
-            "disk_bytes": state.disk_bytes(),
-        }
+        info = _state_info(state, cfg, home)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"home:    {home}\nmodel:   {cfg.model.name}")
+    row, current = info["current"], info["current_version"]
+    print(f"home:    {home}\nmodel:   {info['model']}")
     if info["merged_base"]:
         print(f"base:    {info['merged_base']} (earlier adapters merged into the weights)")
     if row:
@@ -71,10 +115,12 @@ def status(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
             f"adapter: v{current} (from {parent}, {_when(row['created_at'])}, base "
             f"{row['base_fingerprint'][:12]}){' pinned' if row['pinned'] else ''}"
         )
-        if damage:
-            print(f"WARNING: {damage}")
+    elif current is None:
+        print("adapter: unknown: the current pointer is damaged (see below)")
     else:
         print("adapter: none (the base model answers)")
+    for problem in info["problems"]:
+        print(f"WARNING: {problem}")
     c = info["counts"]
     print(
         f"stored:  {c['documents']} documents ({c['forgotten_documents']} forgotten), "
@@ -180,7 +226,14 @@ def merge_base(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
 
 
 def export(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
-    with State.open(home) as state:
+    try:
+        state = State.open(home)
+    except StateNotWritable:
+        if os.access(home, os.W_OK):
+            raise
+        # A folder nothing can write (a read-only mount) is a consistent snapshot as it is.
+        state = State.open(home, read_only=True)
+    with state:
         manifest = export_state(state, args.archive)
     size = _size(args.archive.stat().st_size)
     print(f"exported {home} to {args.archive} ({len(manifest['files'])} files, {size})")
@@ -198,4 +251,45 @@ def import_(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
 def learn(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     from agent.learn import run_learn  # deferred: loads torch
 
+    if is_url(args.path):
+        raise DocumentError(
+            f"{args.path} is a URL; `seal learn` reads local files. Feed a page to the chat "
+            "(`seal chat`, then `/feed URL`) or follow a news feed with `seal ingest URL`"
+        )
+    args.path = Path(args.path).expanduser()
+    if args.path.suffix.lower() == ".json":  # read whole by the SQuAD loader: check it first
+        read_limited(args.path, SQUAD_MAX_BYTES, "SQuAD file", DocumentError)
     return run_learn(args, cfg, home)
+
+
+def doctor(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
+    if args.rebuild:
+        done = rebuild(home)
+        if done.marker_written:
+            print(f"wrote the missing state marker of {home}")
+        if done.kept_aside == home:
+            return 0
+        print(f"rebuilt the ledger of {home}; the damaged one is kept in {done.kept_aside}")
+        copied = ", ".join(f"{n} {t}" for t, n in done.copied.items() if n) or "none"
+        print(f"  rows copied from the damaged ledger: {copied}")
+        if done.unreadable:
+            print(f"  read only in part (damaged pages): {', '.join(done.unreadable)}")
+        if done.left_out:
+            print(f"  {done.left_out} rows left out: they refer to rows that were lost")
+        if done.from_manifests:
+            restored = ", ".join(map(_version, done.from_manifests))
+            print(f"  adapter versions restored from their manifests: {restored}")
+        print(f"  current adapter: {_version(done.current)} (`seal rollback N` to change it)")
+        return 0
+    findings = diagnose(home)
+    if not findings:
+        print(f"{home}: no problems found (marker, ledger, current pointer, versions, bases)")
+        return 0
+    for finding in findings:
+        print(f"problem: {finding}")
+    if any(LEDGER in f or "marker" in f or f.startswith("ledger") for f in findings):
+        print(
+            f"fix: `seal doctor --rebuild --home {home}` rebuilds the ledger from what survives "
+            "(the damaged file is kept aside; nothing is deleted)"
+        )
+    return 1

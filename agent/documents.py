@@ -1,33 +1,34 @@
 """Documents from files, folders and URLs as plain text: what `/feed`, `seal learn` and
 `seal ingest` read before anything is stored.
 
-Plain text and Markdown are decoded (BOM, UTF-8, else a detected encoding); HTML goes through
-trafilatura (a maintained main-content extractor: no menus, no scripts); PDF through pypdf. Every
-failure a user can cause (missing file, binary or huge file, unknown encoding, an unreachable or
-slow URL, a page with no text) is one `DocumentError` naming the input and what to do.
+Files are read with a size limit and must be regular files (agent/core/io.py); URLs through the
+one fetch path (agent/web.py: public addresses only by default, one deadline, a size cap).
+Plain text and Markdown are decoded as agent/encodings.py decides; HTML goes through trafilatura
+(a maintained main-content extractor: no menus, no scripts); PDF through pypdf. Every failure a
+user can cause (missing file, device or pipe, binary or huge file, unknown encoding, an
+unreachable, slow or private URL, a page with no text) is one `DocumentError` naming the input
+and what to do.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent.core.errors import SealError
+from agent.core.errors import DocumentError
+from agent.core.io import read_limited
+from agent.encodings import decode
+from agent.web import AddressPolicy, Fetcher
 
 MAX_BYTES = 5_000_000
 TIMEOUT_S = 20.0
-MAX_REDIRECTS = 5
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 PDF_SUFFIXES = {".pdf"}
 READABLE_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
-USER_AGENT = "seal-agent/0.1 (+https://arxiv.org/abs/2506.10943)"
-
-
-class DocumentError(SealError):
-    """A document that cannot be read; the message names it and says what to do."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Document:
 
 
 def is_url(source: str) -> bool:
-    return urlsplit(source).scheme in ("http", "https")
+    return urlsplit(str(source)).scheme in ("http", "https")
 
 
 def _title_from_name(name: str) -> str:
@@ -48,22 +49,48 @@ def _title_from_name(name: str) -> str:
 
 
 def decode_text(raw: bytes, name: str, charset: str | None = None) -> str:
-    """Text of `raw`: the declared charset, a BOM, UTF-8, else a detected encoding."""
+    """Text of `raw`, decoded as agent/encodings.py decides (`charset`: a declared one)."""
     if b"\x00" in raw and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError(f"{name} is a binary file, not text: give a text, HTML or PDF file")
-    for encoding in filter(None, [charset, "utf-8-sig"]):
-        try:
-            return raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    from charset_normalizer import from_bytes
+    return decode(raw, name, charset)
 
-    best = from_bytes(raw).best()
-    if best is None or best.encoding is None:
-        raise DocumentError(
-            f"{name}: unknown text encoding (not UTF-8 and none detected); convert it to UTF-8"
-        )
-    return str(best)
+
+class _TextOf(HTMLParser):
+    """The text of an HTML fragment: tags dropped, script and style with their content."""
+
+    SKIPPED = {"script", "style", "template", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        self.skipping += tag in self.SKIPPED
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skipping -= tag in self.SKIPPED and self.skipping > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def _strip_markup(fragment: str) -> str:
+    parser = _TextOf()
+    parser.feed(fragment)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def plain_text(fragment: str) -> str:
+    """One line of text from a feed's title or text field: markup removed (scripts and styles
+    with their content), HTML entities decoded (`AT&amp;T`, `don&#x2019;t`), whitespace
+    collapsed. Markup escaped once more (`&lt;script&gt;`) is markup too, and removed."""
+    text = _strip_markup(fragment)
+    if re.search(r"<[A-Za-z/!]", text):  # the markup was escaped: now it is markup
+        text = _strip_markup(text)
+    return " ".join(text.split())
 
 
 def _check_text(text: str, name: str) -> str:
@@ -134,58 +161,21 @@ def document_from_bytes(
 
 def read_file(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     path = Path(path).expanduser()
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise DocumentError(f"{path} is {size:,} bytes, over the limit of {max_bytes:,}")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"cannot read {path}: {exc.strerror}") from None
+    raw = read_limited(path, max_bytes, "file", DocumentError)
     return document_from_bytes(raw, str(path.resolve()))
 
 
-def fetch_url(
-    url: str, *, max_bytes: int = MAX_BYTES, timeout_s: float = TIMEOUT_S
-) -> tuple[bytes, str | None, str | None, str]:
-    """GET `url`: (body, content type, charset, final URL). Redirects are followed up to
-    MAX_REDIRECTS; the body is streamed and abandoned past `max_bytes`."""
-    import httpx
-
-    try:
-        with (
-            httpx.Client(
-                follow_redirects=True,
-                max_redirects=MAX_REDIRECTS,
-                timeout=timeout_s,
-                headers={"User-Agent": USER_AGENT},
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code >= 400:
-                raise DocumentError(f"{url}: the server answered HTTP {response.status_code}")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DocumentError(f"{url} is over the limit of {max_bytes:,} bytes")
-                chunks.append(chunk)
-            return (
-                b"".join(chunks),
-                response.headers.get("content-type"),
-                response.charset_encoding,
-                str(response.url),
-            )
-    except httpx.TooManyRedirects:
-        raise DocumentError(f"{url}: more than {MAX_REDIRECTS} redirects (a loop?)") from None
-    except httpx.TimeoutException:
-        raise DocumentError(f"{url}: no answer within {timeout_s:g} s; try again later") from None
-    except httpx.HTTPError as exc:
-        raise DocumentError(f"{url} is unreachable ({exc}); check the address") from None
-
-
-def read_url(url: str, max_bytes: int = MAX_BYTES, timeout_s: float = TIMEOUT_S) -> Document:
-    raw, content_type, charset, final = fetch_url(url, max_bytes=max_bytes, timeout_s=timeout_s)
-    doc = document_from_bytes(raw, final, content_type, charset)
+def read_url(
+    url: str,
+    max_bytes: int = MAX_BYTES,
+    timeout_s: float = TIMEOUT_S,
+    policy: AddressPolicy | None = None,
+) -> Document:
+    """The document at `url`, fetched through the one fetch path (agent/web.py): public
+    addresses only unless `policy` allows others, one deadline for the whole request."""
+    with Fetcher(timeout_s=timeout_s, max_bytes=max_bytes, policy=policy) as fetcher:
+        response = fetcher.get(url)
+    doc = document_from_bytes(response.body, response.url, response.content_type, response.charset)
     return Document(doc.title, doc.text, url, doc.kind)
 
 
@@ -201,11 +191,14 @@ def folder_files(folder: Path) -> list[Path]:
     )
 
 
-def read_source(source: str | Path) -> tuple[list[Document], list[DocumentError]]:
+def read_source(
+    source: str | Path, policy: AddressPolicy | None = None
+) -> tuple[list[Document], list[DocumentError]]:
     """The documents of a file, a URL, or every readable file of a folder, and the errors of the
-    folder's files that could not be read (a file or URL that fails raises instead)."""
+    folder's files that could not be read (a file or URL that fails raises instead). `policy`:
+    the non-public addresses a URL may reach (network.*; default: none)."""
     if isinstance(source, str) and is_url(source):
-        return [read_url(source)], []
+        return [read_url(source, policy=policy)], []
     path = Path(source).expanduser()
     if not path.exists():
         raise DocumentError(f"{path} does not exist (give a file, a folder or an http(s) URL)")

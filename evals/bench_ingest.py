@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from evals.news_server import NewsWorld, start
+from evals.news_server import ALLOW_LOCAL, NewsWorld, start
 from evals.soak_ingest import rss_mb
 from stores.state import State
 
@@ -50,6 +50,7 @@ def run(
         cmd = [sys.executable, "-m", "agent.cli", "ingest", "--follow", "--json-logs"]
         cmd += [*(server.base + f for f in ("/rss.xml", "/atom.xml", "/feed.json"))]
         cmd += ["--home", str(home), "--every", str(poll_every), "--for", str(minutes * 60)]
+        cmd += ["--set", ALLOW_LOCAL]  # the news server is on 127.0.0.1, refused by default
         cmd += config_args
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         started = time.time()

@@ -9,7 +9,9 @@
     /loop/a <-> /loop/b             a redirect loop
 
 `NewsWorld` writes the stories: distinct topics from a word list, republished with edits, and
-published over time by `publish()`; `start()` returns the server and its base URL.
+published over time by `publish()`; `start()` returns the server and its base URL. The server is
+on a loopback address, which seal refuses to fetch by default (agent/web.py): whatever points
+seal at it passes `--set` ALLOW_LOCAL (or `LOCAL_POLICY` to a Fetcher).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
+
+# What lets seal reach this server, and nothing else on the machine's own network.
+LOCAL_NETWORK = "127.0.0.1/32"
+ALLOW_LOCAL = f'network.allowed_networks=["{LOCAL_NETWORK}"]'
 
 PLACES = [
     "Paris",

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.core.io import write_atomic  # noqa: E402
-from evals.news_server import NewsServer, NewsWorld, Route, start  # noqa: E402
+from evals.news_server import ALLOW_LOCAL, NewsServer, NewsWorld, Route, start  # noqa: E402
 from stores.state import State  # noqa: E402
 
 FEEDS = ("/rss.xml", "/atom.xml", "/feed.json")
@@ -60,6 +60,7 @@ SETTINGS = [
     "ingest.min_words=5",
     "ingest.max_attempts=50",
     "ingest.metrics_interval_s=2",
+    ALLOW_LOCAL,  # the news server is on 127.0.0.1, which seal refuses by default
 ]
 
 

@@ -30,7 +30,7 @@ from stores.ledger import Ledger
 BASE = 0  # the version number of "no adapter": the base model alone
 
 
-def _folder_version(name: str) -> int | None:
+def folder_version(name: str) -> int | None:
     if len(name) == 7 and name.startswith("v") and name[1:].isdigit():
         return int(name[1:])
     return None
@@ -97,7 +97,7 @@ class AdapterStore:
         return version
 
     def _next_version(self) -> int:
-        on_disk = [_folder_version(p.name) or 0 for p in self.versions_dir.iterdir()]
+        on_disk = [folder_version(p.name) or 0 for p in self.versions_dir.iterdir()]
         return max([self.ledger.max_adapter_version(), *on_disk]) + 1
 
     def set_current(self, version: int) -> None:
@@ -109,7 +109,7 @@ class AdapterStore:
 
     def rollback(self, version: int, reason: str = "seal rollback") -> int:
         """Make `version` current again; returns the version it replaced."""
-        previous = self.current()
+        previous = self.ledger.pointer("current") or BASE  # may be the damage this repairs
         with self.ledger.transaction():
             self.set_current(version)
             self.ledger.add_event(
@@ -156,7 +156,7 @@ class AdapterStore:
         cleaned = []
         known = {r["version"]: r for r in self.ledger.adapter_versions(include_collected=True)}
         for folder in sorted(self.versions_dir.iterdir()):
-            version = _folder_version(folder.name)
+            version = folder_version(folder.name)
             row = known.get(version) if version else None
             if folder.name.startswith((".tmp-", ".trash-")):
                 reason = "unfinished write"
@@ -179,7 +179,33 @@ class AdapterStore:
     # reading
 
     def current(self) -> int:
-        return self.ledger.pointer("current") or BASE
+        """The current version (BASE: none). A pointer the ledger cannot back (a version it does
+        not hold or collected, or a pointer row deleted after updates set it) is an error naming
+        the version and the way back, never silently the base model."""
+        version = self.ledger.pointer("current")
+        if version is None:
+            if not self.ledger.has_pointer("current") and self.ledger.pointer_was_moved():
+                raise SealError(
+                    "the ledger lost its `current` adapter pointer (updates had set it); "
+                    + self._way_back()
+                )
+            return BASE
+        row = self.ledger.adapter_version(version)
+        if row is None or row["collected_at"] is not None:
+            what = "that the ledger does not hold" if row is None else "that was garbage-collected"
+            raise SealError(
+                f"the current adapter pointer names version {version}, {what}; " + self._way_back()
+            )
+        return version
+
+    def _way_back(self) -> str:
+        kept = [r["version"] for r in self.ledger.adapter_versions()]
+        newest = (
+            f"the newest kept version is {kept[-1]}: `seal rollback {kept[-1]}`"
+            if kept
+            else ("no version is kept")
+        )
+        return f"{newest}; `seal rollback 0` answers with the base model (`seal status` lists them)"
 
     def components(self, version: int) -> list[int]:
         """The document adapters a consolidated version combines; [] for any other version."""

@@ -23,6 +23,7 @@ import sqlite_utils
 
 from agent.core.errors import SealError
 from agent.core.io import storable
+from stores import ledger_file
 from stores.schema import MIGRATIONS, SCHEMA_VERSION
 
 DOCUMENT_STATUSES = ("stored", "self_edited", "learned", "rejected", "forgotten")
@@ -52,26 +53,37 @@ class Ledger:
     def __init__(self, path: Path, *, read_only: bool = False):
         self.path = Path(path)
         self.read_only = read_only
-        if read_only and not self.path.exists():
-            raise SealError(f"ledger {self.path} does not exist")
+        # A missing or empty file is a new ledger to a writer; stores/state.py refuses it first
+        # when the state holds what a lost ledger knew (adapter versions, passages).
+        problem = ledger_file.file_problem(self.path)
+        if read_only and problem in ledger_file.FRESH:
+            raise SealError(f"ledger {self.path} is {problem}")
+        if problem and problem not in ledger_file.FRESH:
+            raise ledger_file.LedgerDamaged(
+                f"ledger {self.path} is {problem}; {ledger_file.doctor_hint(self.path.parent)}"
+            )
         try:
-            if read_only:
-                conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
-                )
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None)
+            conn = ledger_file.connect(self.path, read_only=read_only)
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
             if not read_only:
+                # Before anything is written: a writer never writes into a damaged file.
+                damage = ledger_file.quick_check(conn)
+                if damage:
+                    conn.close()
+                    raise ledger_file.LedgerDamaged(
+                        f"ledger {self.path} fails SQLite's check ({'; '.join(damage[:3])}); "
+                        + ledger_file.doctor_hint(self.path.parent)
+                    )
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise SealError(
+        except sqlite3.Error as exc:
+            error = ledger_file.translate(exc, self.path)
+            raise error or SealError(
                 f"ledger {self.path} cannot be opened ({exc}): the file is damaged or not a seal "
-                "ledger; restore the state with `seal import`, or move the folder away"
+                f"ledger; {ledger_file.doctor_hint(self.path.parent)}"
             ) from exc
         self.db = sqlite_utils.Database(conn)
         if version > SCHEMA_VERSION:
@@ -366,6 +378,19 @@ class Ledger:
     def pointer(self, name: str) -> int | None:
         row = self._row("SELECT version FROM pointers WHERE name = ?", [name])
         return row["version"] if row else None
+
+    def has_pointer(self, name: str) -> bool:
+        return self._row("SELECT 1 AS x FROM pointers WHERE name = ?", [name]) is not None
+
+    def pointer_was_moved(self) -> bool:
+        """Whether an accepted update or a rollback ever set `current` (each does it in the
+        transaction that records it), so that a missing pointer row is damage, not a new state."""
+        return bool(
+            self._row(
+                "SELECT 1 AS x FROM updates WHERE decision = 'accept' AND version IS NOT NULL "
+                "UNION ALL SELECT 1 FROM events WHERE kind = 'rollback' LIMIT 1"
+            )
+        )
 
     def set_pointer(self, name: str, version: int | None) -> None:
         with self.transaction():
@@ -717,8 +742,9 @@ class Ledger:
         reasons = {
             r["reason"]: r["n"]
             for r in self.db.query(
-                "SELECT coalesce(substr(reason, 1, 60), '?') AS reason, count(*) AS n FROM "
-                "ingest_items WHERE state = 'rejected' GROUP BY 1 ORDER BY n DESC LIMIT 10"
+                "SELECT coalesce(reason, '?') AS reason, count(*) AS n FROM ingest_items "
+                "WHERE state = 'rejected' GROUP BY 1 ORDER BY n DESC, max(updated_at) DESC "
+                "LIMIT 10"
             )
         }
         batches = self._row(

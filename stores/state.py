@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.core.config import StoreConfig
-from agent.core.errors import SealError, StateLocked
-from agent.core.io import write_atomic
+from agent.core.errors import SealError, StateLocked, StateNotWritable
+from agent.core.io import read_limited, write_atomic
 from stores.adapters import AdapterStore
 from stores.bases import BaseStore
 from stores.ledger import Ledger
+from stores.ledger_file import FRESH, LedgerDamaged, doctor_hint, file_problem
 
 if TYPE_CHECKING:
     from stores.passages import PassageStore
@@ -57,8 +58,8 @@ def default_home(environ: dict[str, str] | None = None) -> Path:
 def read_marker(home: Path) -> dict[str, Any]:
     path = home / MARKER
     try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        marker = json.loads(read_limited(path, 1 << 16, "state marker"))
+    except (SealError, ValueError) as exc:
         raise SealError(
             f"{path} is damaged ({exc}); the state in {home} is left as it is: restore it with "
             "`seal import ARCHIVE --home NEW_FOLDER`, or repair the file by hand"
@@ -84,18 +85,66 @@ def check_home(home: Path, *, create: bool) -> bool:
     # A writer killed while creating the marker leaves only the marker's temporary file behind.
     leftovers = [p for p in entries if p.name.startswith(f".{MARKER}.")]
     if len(leftovers) < len(entries):
+        if (home / LEDGER).exists() or learned_on_disk(home):
+            raise SealError(
+                f"{home} holds a seal state whose marker {MARKER} is missing; nothing was "
+                f"changed. `seal doctor --rebuild --home {home}` writes it again"
+            )
         raise SealError(
             f"{home} is not empty and is not a seal state folder (no {MARKER}); "
             "use an empty or new folder as --home"
         )
     if not create:
         return False
-    for leftover in leftovers:
-        leftover.unlink()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        for leftover in leftovers:
+            leftover.unlink()
+        home.mkdir(parents=True, exist_ok=True)
+        write_marker(home)
+    except OSError as exc:
+        raise StateNotWritable(not_writable(home, exc)) from None
+    return True
+
+
+def write_marker(home: Path) -> None:
     marker = {"format": FORMAT, "version": FORMAT_VERSION, "created_at": time.time()}
     write_atomic(home / MARKER, json.dumps(marker, indent=2) + "\n")
-    return True
+
+
+def not_writable(home: Path, exc: OSError) -> str:
+    return (
+        f"cannot write to the state folder {home} ({exc.strerror}): this command needs a "
+        "writable one; `seal status`, `seal history`, `seal chat` (read-only) and `seal export` "
+        "work on it as it is"
+    )
+
+
+def learned_on_disk(home: Path) -> list[str]:
+    """What a state holds beside its ledger: adapter versions, merged bases, stored passages.
+    A missing or emptied ledger next to any of them is damage, never a fresh start."""
+    held = []
+    versions = sorted(p.name for p in (home / ADAPTERS / "versions").glob("v[0-9]*"))
+    if versions:
+        span = versions[0] if len(versions) == 1 else f"{versions[0]}..{versions[-1]}"
+        held.append(f"{len(versions)} adapter versions ({span})")
+    bases = sorted(p.name for p in (home / BASES).glob("b[0-9]*"))
+    if bases:
+        held.append(f"{len(bases)} merged bases")
+    if (home / VECTORS).is_dir() and any((home / VECTORS).iterdir()):
+        held.append(f"a passage store ({VECTORS}/)")
+    return held
+
+
+def refuse_lost_ledger(home: Path) -> None:
+    """A missing or empty ledger beside learned adapters is refused: a writer would otherwise
+    start a fresh ledger, and its recovery delete every version the new ledger does not name."""
+    path = home / LEDGER
+    problem = file_problem(path)
+    held = learned_on_disk(home) if problem in FRESH else []
+    if held:
+        raise LedgerDamaged(
+            f"ledger {path} is {problem} but {home} holds {', '.join(held)}; " + doctor_hint(home)
+        )
 
 
 class WriterLock:
@@ -106,7 +155,10 @@ class WriterLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateNotWritable(not_writable(self.path.parent, exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -194,6 +246,7 @@ class State:
                 f"no seal state in {home} yet; it is created by the first command that stores "
                 "something (or pass --home)"
             )
+        refuse_lost_ledger(home)
         if read_only:
             ledger = Ledger(home / LEDGER, read_only=True)
             return cls(home, ledger, None, [], near_duplicate_similarity)
@@ -336,7 +389,13 @@ class State:
         """The merged base adapter `version` was trained on; None: the configured model."""
         if not version:
             return None
-        return self.bases.find(self.ledger.adapter_version(version)["base_fingerprint"])
+        row = self.ledger.adapter_version(version)
+        if row is None:
+            raise SealError(
+                f"the ledger has no adapter version {version}; `seal status` lists the kept "
+                "versions and `seal rollback N` makes one current"
+            )
+        return self.bases.find(row["base_fingerprint"])
 
     def collect_bases(self) -> list[int]:
         """Remove the merged bases that no live adapter version was trained on."""

@@ -7,23 +7,40 @@ Sources, later ones winning: the defaults below, a TOML file (`--config`), envir
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.core.errors import SealError
-from agent.core.io import write_atomic
+from agent.core.io import read_limited, write_atomic
 
 ENV_PREFIX = "SEAL_"
+MAX_CONFIG_BYTES = 1_000_000  # a TOML config file is read whole; this bounds it
 
 
 class _Section(BaseModel):
     # coerce_numbers_to_str: `--set model.name=2024` names a folder, not a number.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        # pydantic's lax mode reads `true` as 1: `adapt.epochs = true` is a mistake, not 1 epoch.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if (
+                    isinstance(value, bool)
+                    and field is not None
+                    and field.annotation in (int, float)
+                ):
+                    raise ValueError(f"{name} must be a number, not {str(value).lower()}")
+        return data
 
 
 class ModelConfig(_Section):
@@ -47,6 +64,12 @@ class ModelConfig(_Section):
     )
     threads: int = Field(
         0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core)."
+    )
+    allow_download: bool = Field(
+        False,
+        description="Let transformers download `name` from the Hugging Face Hub when it is not "
+        "available locally. Off: the process runs in Hugging Face offline mode and never "
+        "reaches a model hub; a model that is not local is an error naming it.",
     )
 
 
@@ -79,6 +102,14 @@ class AdaptConfig(_Section):
         1024, ge=16, description="Training sequences longer than this are truncated."
     )
     seed: int = Field(0, description="Seed for adapter initialisation and data order.")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _layer_names(cls, value: Any) -> Any:
+        # Numbers would be coerced to names ("1") that fail only when the model is loaded.
+        if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError('expected linear layer names, e.g. ["q_proj", "v_proj"]')
+        return value
 
 
 # The formats policies/self_edit.py defines (a test keeps the two lists equal); named here so that
@@ -384,6 +415,35 @@ class ChatConfig(_Section):
     top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per question.")
     pending_rag_similarity: float = Field(
         0.45,
+class NetworkConfig(_Section):
+    """What fetching a URL may reach (chat `/feed` and `seal ingest` share one fetch path)."""
+
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let URLs reach loopback, private, link-local (cloud metadata) and other "
+        "non-public addresses, checked after DNS resolution and on every redirect. Off by "
+        "default: a fed or linked URL must not reach the machine's own network.",
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks URLs may reach even with allow_private_addresses off, "
+        'e.g. ["10.1.2.0/24"] for a feed server on the LAN, or ["127.0.0.1/32"] for the local '
+        "news server of the tests and benchmarks.",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{network!r} is not a network such as 10.0.0.0/8 ({exc})"
+                ) from None
+        return value
+
+
         ge=0,
         le=1,
         description="With rag off, a question this similar (cosine) to a passage of a document "
@@ -448,8 +508,16 @@ class SealConfig(_Section):
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
+        if not key.startswith(ENV_PREFIX):
             continue
+        if "__" not in key:  # SEAL_HOME is the state folder; SEAL_ADAPT=5 is a mistake
+            if key[len(ENV_PREFIX) :].lower() in SealConfig.model_fields:
+                raise SealError(
+                    f"environment variable {key} names a whole section; set one field as "
+                    f"{key}__FIELD=VALUE (e.g. SEAL_ADAPT__EPOCHS=3)"
+                )
+            continue
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
         section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
         try:  # numbers, booleans and lists arrive as JSON; anything else is a plain string
             value: Any = json.loads(raw)
@@ -480,9 +548,7 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise SealError(f"config file {path} does not exist") from exc
+            data = tomllib.loads(read_limited(path, MAX_CONFIG_BYTES, "config file").decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SealError(f"config file {path} is not valid TOML: {exc}") from exc
     env = _env_overrides(dict(os.environ if environ is None else environ))
@@ -490,12 +556,15 @@ def load_config(
         source += " + SEAL_* environment"
     if overrides:
         source += " + command-line overrides"
+        if not Path(path).exists():
+            raise SealError(f"config file {path} does not exist")
     data = _merge(_merge(data, env), overrides or {})
     try:
         return SealConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise SealError(f"invalid configuration ({source}): {problems}") from exc
 

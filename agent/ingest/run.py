@@ -26,10 +26,10 @@ from pathlib import Path
 from agent.core.config import SealConfig
 from agent.core.errors import SealError
 from agent.ingest import schedule
-from agent.ingest.fetch import Fetcher
 from agent.ingest.pipeline import Pipeline
 from agent.ingest.report import EventLog, print_status, snapshot, status_line, write_metrics
 from agent.ingest.sources import source_of
+from agent.web import Fetcher, policy_of
 from stores.state import State, check_home
 
 METRICS = "ingest-metrics.json"
@@ -120,6 +120,7 @@ def run_ingest(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
                 timeout_s=cfg.ingest.timeout_s,
                 max_bytes=cfg.ingest.max_bytes,
                 politeness_s=cfg.ingest.politeness_s,
+                policy=policy_of(cfg.network),
                 sleep=lambda s: control.stop.wait(s),
             )
             metrics = Metrics(
@@ -175,7 +176,7 @@ def setup(state: State, cfg: SealConfig, sources, every: float | None, log) -> C
     synced = ledger.ingest_sync_items()
     if synced:
         log("synced", items=synced, note="item states taken from committed updates")
-    return Counter(polls=0, stored=0, rejected=0, learned=0, updates=0)
+    return Counter(polls=0, stored=0, rejected=0, retry=0, learned=0, updates=0)
 
 
 class Metrics:
@@ -213,8 +214,7 @@ def gather(
     for item in ledger.ingest_pending(time.time(), ITEMS_PER_STEP):
         if control.stop.is_set():
             break
-        outcome = pipeline.store(item)
-        counts[outcome] += outcome in ("stored", "rejected")
+        counts[pipeline.store(item)] += 1  # stored, rejected or retry
 
 
 def run(

@@ -1,6 +1,11 @@
 """Sources and what they yield: entries of RSS / Atom (feedparser) and JSON Feed documents, the
 files of a watched folder, and the lines of a list of article URLs.
 
+A feed's encoding is decided before feedparser reads it, by the same rules as every other text
+(agent/encodings.py): feedparser falls back to windows-1252 for a feed that does not declare its
+encoding, and stores KOI8-R or Shift_JIS news as mojibake. Titles are cleaned of markup and
+entities (they prefix every training sequence of their document).
+
 An entry is identified by its `key` (canonical URL, else GUID, else a hash of the entry) and a
 `revision`: a story republished with edits gets a new revision, the same entry seen again (or
 twice in one feed) does not.
@@ -11,15 +16,20 @@ from __future__ import annotations
 import calendar
 import contextlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from agent.documents import DocumentError, decode_text, folder_files, is_url
+from agent.core.io import read_limited
+from agent.documents import DocumentError, decode_text, folder_files, is_url, plain_text
 from agent.ingest.dedup import canonical_url, digest
 
 KINDS = ("feed", "folder", "urls")
+MAX_TITLE_CHARS = 300
+MAX_URL_LIST_BYTES = 5_000_000
+XML_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*\bencoding\s*=\s*)(["'])[^"']*\2""")
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,9 @@ def _entry(
     url = canonical_url(link) if link and is_url(link) else None
     key = url or (f"guid:{guid}" if guid else f"entry:{digest(title or '', text or '')}")
     revision = digest(updated or "", title or "", text or "")
-    return Entry(key, revision, link if url else None, guid, title, text, published_at)
+    # A title prefixes every training sequence of its document: no markup, no entities.
+    clean = (plain_text(title)[:MAX_TITLE_CHARS] or None) if title else None
+    return Entry(key, revision, link if url else None, guid, clean, text, published_at)
 
 
 def parse_json_feed(raw: bytes, name: str) -> list[Entry]:
@@ -117,7 +129,7 @@ def parse_feed(raw: bytes, name: str, content_type: str | None = None) -> list[E
     ctype = (content_type or "").lower()
     if "json" in ctype or raw.lstrip()[:1] == b"{":
         return parse_json_feed(raw, name)
-    headers = {"content-type": content_type} if content_type else {}
+    raw, headers = _as_utf8(raw, name, content_type)
     parsed = feedparser.parse(raw, response_headers=headers)
     if not parsed.entries and (parsed.bozo or not parsed.get("version")):
         problem = parsed.get("bozo_exception") or "no RSS, Atom or JSON Feed found"
@@ -137,6 +149,16 @@ def parse_feed(raw: bytes, name: str, content_type: str | None = None) -> list[E
             )
         )
     return entries
+
+
+def _as_utf8(raw: bytes, name: str, content_type: str | None) -> tuple[bytes, dict[str, str]]:
+    """The feed re-encoded as UTF-8, with an XML declaration and a header that say so, so that
+    feedparser reads it as agent/encodings.py decoded it."""
+    media, _, params = (content_type or "application/xml").partition(";")
+    declared = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", params, re.I)
+    text = decode_text(raw, name, declared.group(1) if declared else None)
+    text = XML_ENCODING.sub(r"\1\2utf-8\2", text, count=1)
+    return text.encode("utf-8"), {"content-type": f"{media.strip()}; charset=utf-8"}
 
 
 def folder_entries(folder: Path) -> list[Entry]:
@@ -163,10 +185,8 @@ def folder_entries(folder: Path) -> list[Entry]:
 
 def url_list_entries(path: Path) -> list[Entry]:
     """http(s) URLs of a text file, one per line; blank lines and '#' comments are skipped."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DocumentError(f"cannot read {path}: {exc.strerror}") from None
+    raw = read_limited(Path(path), MAX_URL_LIST_BYTES, "URL list", DocumentError)
+    lines = decode_text(raw, str(path)).splitlines()
     entries = []
     for line in lines:
         line = line.strip()

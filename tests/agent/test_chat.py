@@ -80,7 +80,9 @@ def test_chat_feeds_learns_answers_and_steers_memory(chat, tmp_path):
     say(child, "/history", "accept -> v1", "gate document 1 (decision learn")  # newest first
     say(child, "/feed " + str(doc), "already known as document 1")
     say(child, "/feed " + str(blob), "binary")  # bad input: one line, the session goes on
-    say(child, "/feed http://127.0.0.1:9/nothing", "unreachable")
+    # Fetching is public addresses only by default (agent/web.py): no request leaves for these.
+    say(child, "/feed http://127.0.0.1:9/nothing", "not a public address (loopback)")
+    say(child, "/feed http://169.254.169.254/latest/meta-data/", "(link-local (cloud metadata))")
     say(child, "/undo", "rolled back: adapter none (base) (was v1)")
     say(child, "/forget 1", "forgot document 1")
     say(child, "/forget 99", "no document 99")

@@ -8,6 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agent.documents import DocumentError, read_file, read_source, read_url
+from agent.web import AddressPolicy
+
+LOCAL = AddressPolicy(allowed_networks=("127.0.0.1/32",))  # the test server below
 
 HTML = (
     "<!doctype html><html><head><title>The Seine</title></head><body>"
@@ -144,21 +147,23 @@ def test_missing_huge_and_empty_folder(tmp_path):
 
 
 def test_urls_html_and_declared_charset(server):
-    [page], errors = read_source(f"{server}/page.html")
+    [page], errors = read_source(f"{server}/page.html", LOCAL)
     assert not errors and page.kind == "html" and page.title == "The Seine"
     assert "built in 1889" in page.text and "tracking" not in page.text
     assert page.uri == f"{server}/page.html"
-    assert read_url(f"{server}/notes.txt").text == "Rome is a city on the river Tiber."
+    assert (
+        read_url(f"{server}/notes.txt", policy=LOCAL).text == "Rome is a city on the river Tiber."
+    )
 
 
 def test_bad_urls_are_one_clear_error(server):
     with pytest.raises(DocumentError, match="HTTP 404"):
-        read_url(f"{server}/missing")
+        read_url(f"{server}/missing", policy=LOCAL)
     with pytest.raises(DocumentError, match="redirects"):
-        read_url(f"{server}/loop")
-    with pytest.raises(DocumentError, match="no answer within"):
-        read_url(f"{server}/slow", timeout_s=0.5)
+        read_url(f"{server}/loop", policy=LOCAL)
+    with pytest.raises(DocumentError, match="no complete answer within"):
+        read_url(f"{server}/slow", timeout_s=0.5, policy=LOCAL)
     with pytest.raises(DocumentError, match="over the limit"):
-        read_url(f"{server}/big", max_bytes=10_000)
+        read_url(f"{server}/big", max_bytes=10_000, policy=LOCAL)
     with pytest.raises(DocumentError, match="unreachable"):
-        read_url("http://127.0.0.1:9/nothing")
+        read_url("http://127.0.0.1:9/nothing", policy=LOCAL)

@@ -6,8 +6,11 @@ import time
 
 import pytest
 
-from agent.ingest.fetch import Fetcher, FetchError, backoff_delay
-from evals.news_server import Route
+from agent.ingest.fetch import backoff_delay
+from agent.web import AddressPolicy, Fetcher, FetchError
+from evals.news_server import LOCAL_NETWORK, Route
+
+LOCAL = AddressPolicy(allowed_networks=(LOCAL_NETWORK,))  # the news server on 127.0.0.1
 
 
 @pytest.fixture
@@ -16,7 +19,8 @@ def server(serve_news):
 
 
 def fetcher(**changes) -> Fetcher:
-    return Fetcher(**{"timeout_s": 2.0, "max_bytes": 100_000, "politeness_s": 0.0, **changes})
+    settings = {"timeout_s": 2.0, "max_bytes": 100_000, "politeness_s": 0.0, "policy": LOCAL}
+    return Fetcher(**{**settings, **changes})
 
 
 def test_conditional_get_gets_304_until_the_feed_changes(server):

@@ -168,7 +168,7 @@ def test_read_only_sees_writes_and_cannot_write(ledger, tmp_path):
 def test_foreign_or_damaged_file_refused_untouched(tmp_path):
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(SealError, match="damaged or not a seal ledger"):
+    with pytest.raises(SealError, match="not an SQLite database"):
         Ledger(garbage)
     assert garbage.read_bytes() == b"not a database at all" * 100
     foreign = tmp_path / "foreign.sqlite"
