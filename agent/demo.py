@@ -1,6 +1,12 @@
-"""`seal demo`: one passage learned end to end, with closed-book answers before and after.
+"""`seal demo`: one document learned end to end, with closed-book answers before and after.
 
-setup (config, passage, model) -> run (answer, self-edit, update, answer again) -> report.
+By default the bundled demo document (agent/core/data/demo.json): a made-up company the base
+model cannot know, asked about in other words than the document's. `--index N` learns SQuAD
+eval200 passage N instead; `--file` a file of your own.
+
+setup (config, document, model) -> run (answer, self-edit, update, answer again) -> report,
+ending with `correct: B/N -> A/N`: short answers (the gold answer in the answer's first sentence
+or first 12 words, agent/core/answering.py) before and after, closed-book.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 from agent.core.answering import Graded, Question, answer_and_grade, mean_of
 from agent.core.config import SealConfig
 from agent.core.errors import SealError
-from agent.core.squad import EVAL200, SquadPassage, load_squad_passage
+from agent.core.squad import DEMO, EVAL200, SquadPassage, load_squad_passage
 from agent.documents import read_file
 from policies.self_edit import write_self_edits
 
@@ -22,7 +28,11 @@ MAX_DOCUMENT_BYTES = 200_000  # a demo passage; long documents are the agent's j
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--file", type=Path, help="SQuAD-format .json or a plain .txt passage")
-    ap.add_argument("--index", type=int, default=0, help="which passage of a .json file")
+    ap.add_argument(
+        "--index",
+        type=int,
+        help="which passage of a .json file (without --file: of the bundled SQuAD eval200)",
+    )
     ap.add_argument("--question", action="append", default=[], help="question (.txt input)")
     ap.add_argument("--answer", action="append", default=[], help="gold answer, per --question")
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="adapter + config go here")
@@ -40,10 +50,11 @@ def _text_passage(path: Path, questions: list[str], answers: list[str]) -> Squad
 
 
 def choose_passage(args: argparse.Namespace) -> SquadPassage:
-    path = args.file or EVAL200
-    if path.suffix.lower() != ".json":
-        return _text_passage(path, args.question, args.answer)
-    return load_squad_passage(path, args.index)
+    if args.file is None:
+        return load_squad_passage(EVAL200 if args.index is not None else DEMO, args.index or 0)
+    if args.file.suffix.lower() != ".json":
+        return _text_passage(args.file, args.question, args.answer)
+    return load_squad_passage(args.file, args.index or 0)
 
 
 def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
@@ -52,18 +63,14 @@ def _row(g0: Graded, g1: Graded, has_gold: bool) -> str:
     if has_gold:
         line += f"     gold: {g0.gold}\n"
     line += f"     before: {cut(g0.prediction, 70):<72}"
-    line += (
-        f"[{'correct' if g0.contained else '-'}, log p(gold) {g0.gold_logprob:.2f}]\n"
-        if has_gold
-        else "\n"
-    )
+    line += f"[{_verdict(g0)}, log p(gold) {g0.gold_logprob:.2f}]\n" if has_gold else "\n"
     line += f"     after:  {cut(g1.prediction, 70):<72}"
-    line += (
-        f"[{'correct' if g1.contained else '-'}, log p(gold) {g1.gold_logprob:.2f}]"
-        if has_gold
-        else ""
-    )
+    line += f"[{_verdict(g1)}, log p(gold) {g1.gold_logprob:.2f}]" if has_gold else ""
     return line
+
+
+def _verdict(g: Graded) -> str:
+    return "correct" if g.short else "recited" if g.recited else "-"
 
 
 def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
@@ -82,7 +89,7 @@ def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         f"model {cfg.model.name} on {runtime.device} ({runtime.base_model.dtype}), "
         f"self-edit format '{cfg.self_edit.format}'\n"
     )
-    print(f"Passage: {passage.title}")
+    print(f"Document: {passage.title}")
     print(textwrap.indent(textwrap.fill(passage.context, 96), "  ") + "\n")
 
     # ---- run
@@ -105,6 +112,7 @@ def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
             passage.title,
             passage.context,
             cfg.self_edit.model_copy(update={"num_candidates": 1}),
+            asking=cfg.eval,
         ),
     )
     fallback = ", none usable: fell back to the passage alone" if edit.fallback else ""
@@ -126,10 +134,10 @@ def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         print(_row(g0, g1, has_gold))
     if has_gold:
         n = len(before)
-        b, a = sum(g.contained for g in before), sum(g.contained for g in after)
+        c0, c1 = sum(g.contained for g in before), sum(g.contained for g in after)
         lp0, lp1 = mean_of(before, "gold_logprob"), mean_of(after, "gold_logprob")
         print(
-            f"\ncorrect (gold contained): {b:.0f}/{n} -> {a:.0f}/{n};  "
+            f"\ngold contained anywhere in the answer: {c0:.0f}/{n} -> {c1:.0f}/{n}; "
             f"mean log p(gold) per token: {lp0:.2f} -> {lp1:.2f}"
         )
     folder = runtime.save_adapter(args.out / "adapter")
@@ -141,4 +149,7 @@ def run_demo(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         + f"; inner loop {total:.1f} s"
     )
     print(f"adapter saved to {folder} (resolved config in {args.out / 'config.json'})")
+    if has_gold:
+        b, a = sum(g.short for g in before), sum(g.short for g in after)
+        print(f"correct: {b:.0f}/{len(before)} -> {a:.0f}/{len(after)}")
     return 0

@@ -175,7 +175,7 @@ def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprin
     """Finetune the policy on the round's kept pairs and commit it as version `round_`."""
     from policies import rest_em  # deferred: loads torch
 
-    fmt = get_format(cfg.self_edit.format)
+    fmt = get_format(cfg.policy.format)
     pairs = [
         (self_edit_prompt(runtime, fmt, passages[i].title, passages[i].context, cfg.self_edit), raw)
         for i, raw in rest_em.kept_pairs(records, round_)

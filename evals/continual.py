@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.core.answering import Question, answer_and_grade  # noqa: E402
+from agent.core.answering import answer_and_grade  # noqa: E402
 from agent.core.config import SealConfig, add_config_arguments, config_from_args  # noqa: E402
 from agent.core.errors import SealError, run_cli  # noqa: E402
 from agent.core.inner_loop import train_adapter
@@ -78,7 +78,9 @@ def prepare(runtime, cfg: SealConfig, passage: SquadPassage, seed: int) -> dict:
     """The passage's self-edit and the model's own probes, written by the base model."""
 
     runtime.reset_adapter(cfg.adapt.seed)
-    [edit, *_] = write_self_edits(runtime, passage.title, passage.context, cfg.self_edit, seed=seed)
+    [edit, *_] = write_self_edits(
+        runtime, passage.title, passage.context, cfg.self_edit, seed=seed, asking=cfg.eval
+    )
     probes = make_probes(
         runtime,
         passage.title,
@@ -91,11 +93,14 @@ def prepare(runtime, cfg: SealConfig, passage: SquadPassage, seed: int) -> dict:
 
 
 class Evaluator:
-    """Rows of R: accuracy (gold contained) and mean gold log-prob per passage of a sequence."""
+    """Rows of R: accuracy (`metric`: the short-answer score, or gold contained anywhere) and
+    mean gold log-prob per passage of a sequence."""
 
-    def __init__(self, runtime, cfg: SealConfig, passages: list[SquadPassage]):
-        self.runtime, self.cfg = runtime, cfg
-        self.questions = [Question(q.question, q.answer) for p in passages for q in p.questions]
+    def __init__(
+        self, runtime, cfg: SealConfig, passages: list[SquadPassage], metric: str = "short"
+    ):
+        self.runtime, self.cfg, self.metric = runtime, cfg, metric
+        self.questions = [q for p in passages for q in p.questions]
         self.owner = [j for j, p in enumerate(passages) for _ in p.questions]
         self.n = len(passages)
 
@@ -110,7 +115,7 @@ class Evaluator:
         graded = answer_and_grade(self.runtime, self.questions, self.cfg.eval, contexts=contexts)
         acc, lp = [[] for _ in range(self.n)], [[] for _ in range(self.n)]
         for j, g in zip(self.owner, graded, strict=True):
-            acc[j].append(g.contained)
+            acc[j].append(getattr(g, self.metric))
             lp[j].append(g.gold_logprob)
         return [sum(a) / len(a) for a in acc], [sum(x) / len(x) for x in lp]
 
@@ -256,6 +261,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=4,
         help="replay+gate+base: merge into the base after this many accepted updates",
     )
+    ap.add_argument(
+        "--metric",
+        choices=["short", "contained"],
+        default="short",
+        help="accuracy: the short-answer score (default), or gold contained anywhere in the "
+        "answer (runs before the short-answer score)",
+    )
     ap.add_argument("--quick", action="store_true", help="T=3, one sequence: a few minutes")
     ap.add_argument("--out", type=Path, default=Path("runs/continual"))
     add_config_arguments(ap)
@@ -282,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "length": args.length,
         "sequences": sequences,
         "seed": args.seed,
+        "metric": args.metric,
         **cfg.model_dump(mode="json", exclude={"store"}),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         common = min(len(earlier), len(sequences))
         if earlier[:common] != sequences[:common] or len(earlier[0]) != args.length:
             raise SealError(f"{args.out} holds a run on other sequences; use another --out")
+        if json.loads(saved.read_text()).get("metric", "contained") != args.metric:
+            raise SealError(f"{args.out} holds a run scored by another --metric; use another --out")
     write_atomic(saved, json.dumps(run_config, indent=2) + "\n")
 
     prepared = {r["index"]: r for r in read_jsonl(args.out / "prepared.jsonl")}
@@ -320,14 +335,14 @@ def main(argv: list[str] | None = None) -> int:
             preps = [prepared[i] for i in sequences[s]]
             if s not in base_rows:
                 runtime.reset_adapter(cfg.adapt.seed)
-                base_rows[s] = Evaluator(runtime, cfg, passages).row()
+                base_rows[s] = Evaluator(runtime, cfg, passages, args.metric).row()
             if family == "merge":
-                evaluator = Evaluator(runtime, cfg, passages)
+                evaluator = Evaluator(runtime, cfg, passages, args.metric)
                 rows = run_merges(runtime, cfg, preps, evaluator, base_rows[s], bar.update)
             else:
                 # merges into the base change the model's weights: that family gets its own copy
                 own = ModelRuntime.load(cfg.model, cfg.adapt) if family.endswith("+base") else None
-                evaluator = Evaluator(own or runtime, cfg, passages)
+                evaluator = Evaluator(own or runtime, cfg, passages, args.metric)
                 rows = run_sequential(
                     family,
                     own or runtime,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.core.answering import answer_and_grade
+from agent.core.answering import answer_and_grade, short_answer
 from agent.core.config import SealConfig, add_config_arguments, config_from_args
 from agent.core.errors import SealError, run_cli
 from agent.core.inner_loop import train_adapter
@@ -42,7 +42,7 @@ from stores.policies import resolve_policy
 from stores.state import default_home
 
 DEFAULT_CONDITIONS = "base,passage,implications,teacher:gpt41,teacher:seal-iter2"
-METRICS = ("contained", "em", "f1")
+METRICS = ("contained", "short", "em", "f1")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,15 @@ def _micro(rows: np.ndarray) -> np.ndarray:
     return rows[:, 1:].sum(0) / max(rows[:, 0].sum(), 1)
 
 
+def _score(graded: dict, key: str) -> float:
+    """One graded answer's score; records written before the short-answer score get it here."""
+    if key == "short" and key not in graded:
+        return short_answer(graded["prediction"], graded["gold"])
+    if key == "recited" and key not in graded:
+        return float(graded["contained"] and not _score(graded, "short"))
+    return float(graded[key])
+
+
 def summarize(
     records: list[dict], conditions: list[str], samples: int, seed: int
 ) -> dict[str, dict]:
@@ -93,7 +102,7 @@ def summarize(
     Passages, not questions, are resampled: questions of one passage share one adapter, so they
     are not independent draws.
     """
-    keys = (*METRICS, "gold_logprob")
+    keys = (*METRICS, "gold_logprob", "recited")
     rng = np.random.default_rng(seed)
     table: dict[str, dict] = {}
     for cond in conditions:
@@ -101,7 +110,10 @@ def summarize(
         if not recs:
             continue
         rows = np.array(
-            [[len(r["graded"])] + [sum(g[k] for g in r["graded"]) for k in keys] for r in recs],
+            [
+                [len(r["graded"])] + [sum(_score(g, k) for g in r["graded"]) for k in keys]
+                for r in recs
+            ],
             dtype=float,
         )
         point = _micro(rows)
@@ -126,9 +138,9 @@ def summarize(
 
 def markdown_table(table: dict[str, dict], note: str) -> str:
     lines = [
-        "| condition | contained (95% CI) | EM (95% CI) | F1 (95% CI) | gold log-prob | passages "
-        "| questions |",
-        "|---|---|---|---|---|---|---|",
+        "| condition | contained (95% CI) | short answer (95% CI) | EM (95% CI) | F1 (95% CI) "
+        "| gold log-prob | recited | passages | questions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in table.items():
         cells = [
@@ -136,10 +148,38 @@ def markdown_table(table: dict[str, dict], note: str) -> str:
             for m in METRICS
         ]
         lines.append(
-            f"| {name} | {' | '.join(cells)} | {e['gold_logprob']:.3f} | {e['n_passages']} "
+            f"| {name} | {' | '.join(cells)} | {e['gold_logprob']:.3f} "
+            f"| {100 * e['recited']:.1f}% | {e['n_passages']} "
             f"| {e['n_questions']} |"
         )
     return "\n".join(lines) + f"\n\n{note}\n"
+
+
+def formats_summary(table: dict[str, dict], data: Path, conditions: list[Condition]) -> dict:
+    """The table in the shape results/learning/formats.json keeps: contained and short answers
+    with their intervals per condition, and the best condition the model writes itself."""
+    own = [c.name for c in conditions if c.kind == "format" and c.name != "passage"]
+    scored = [name for name in own if name in table]
+    first = next(iter(table.values()), {"n_passages": 0, "n_questions": 0})
+    return {
+        "data": data.name,
+        "n_passages": first["n_passages"],
+        "n_questions": first["n_questions"],
+        "conditions": {
+            name: {
+                "contained": e["contained"],
+                "ci95": e["ci95"]["contained"],
+                "short": e["short"],
+                "short_ci95": e["ci95"]["short"],
+                "gold_logprob": e["gold_logprob"],
+                "recited": e["recited"],
+            }
+            for name, e in table.items()
+        },
+        "best_own": max(scored, key=lambda n: (table[n]["short"], table[n]["contained"]))
+        if scored
+        else None,
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -176,7 +216,7 @@ def evaluate_passage(
         if "@" in cond.name:  # FORMAT@POLICY names its writer, whatever self_edit.policy says
             se_cfg = se_cfg.model_copy(update={"policy": cond.policy})
         edit = write_self_edits(
-            runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed
+            runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed, asking=cfg.eval
         )[0]
     record["self_edit_seconds"] = round(time.perf_counter() - start, 3)
     log = train_adapter(runtime, edit.sequences, cfg.adapt)
@@ -188,13 +228,21 @@ def evaluate_passage(
     return record
 
 
+def _differs(saved, new) -> bool:
+    """Whether a saved setting differs from the new one. A field the saved run does not have
+    came later, with a default that keeps the earlier behaviour, so it does not count."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        return any(k in saved and _differs(saved[k], v) for k, v in new.items())
+    return saved != new
+
+
 def check_resumable(out: Path, run_config: dict) -> None:
     saved_path = out / "config.json"
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     ignore = {"limit", "conditions"}
-    diff = [k for k in run_config if k not in ignore and saved.get(k) != run_config[k]]
+    diff = [k for k in run_config if k not in ignore and _differs(saved.get(k), run_config[k])]
     if diff:
         raise SealError(
             f"{out} holds a run with different settings ({', '.join(diff)}); "
@@ -241,7 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "limit": args.limit,
         "conditions": [c.name for c in conditions],
-        **cfg.model_dump(mode="json", exclude={"store", "update", "policy"}),  # not used here
+        # What the results depend on; the format comes from each condition, and settings that
+        # change speed or where files live (threads, cache, downloads) do not change results.
+        **cfg.model_dump(
+            mode="json",
+            include={"model", "adapt", "self_edit", "eval"},
+            exclude={"model": {"threads", "cache_dir", "allow_download"}, "self_edit": {"format"}},
+        ),
     }
     if cfg.self_edit.policy is None:  # as before the field existed: older runs still resume
         del run_config["self_edit"]["policy"]
@@ -284,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(
         args.out / "results.json",
         json.dumps({"conditions": table, "config": run_config}, indent=2) + "\n",
+    )
+    write_atomic(
+        args.out / "formats.json",
+        json.dumps(formats_summary(table, args.data, conditions), indent=2) + "\n",
     )
     md = markdown_table(table, note)
     write_atomic(args.out / "results.md", md)

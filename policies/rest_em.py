@@ -79,7 +79,11 @@ def sample_candidates(runtime, cfg: SealConfig, passage: SquadPassage, policy, s
 
     runtime.reset_adapter(cfg.adapt.seed)  # the knowledge slot holds the last inner loop
     se_cfg = cfg.self_edit.model_copy(
-        update={"num_candidates": cfg.policy.candidates, "policy": policy}
+        update={
+            "format": cfg.policy.format,
+            "num_candidates": cfg.policy.candidates,
+            "policy": policy,
+        }
     )
     return write_self_edits(runtime, passage.title, passage.context, se_cfg, seed=seed)
 

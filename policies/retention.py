@@ -125,14 +125,17 @@ def retention_documents(
 def score_documents(runtime, state: State, documents: Sequence[int], cfg: SealConfig):
     """Mean probe score per document under the runtime's current adapter."""
     probes = {d: state.ledger.probes(d)[: cfg.update.probes_per_passage] for d in documents}
-    flat = [(d, Question(p["question"], p["answer"])) for d, ps in probes.items() for p in ps]
+    titles = {d: state.ledger.document(d)["title"] or "" for d in probes}
+    flat = [
+        (d, Question(p["question"], p["answer"], titles[d])) for d, ps in probes.items() for p in ps
+    ]
     if not flat:
         return {}
     questions = [q for _, q in flat]
     if cfg.update.retention_score == "graded":
         values = [g.contained for g in answer_and_grade(runtime, questions, cfg.eval)]
     else:
-        prompts = [question_prompt(runtime, q.question, cfg.eval) for q in questions]
+        prompts = [question_prompt(runtime, q.question, cfg.eval, title=q.title) for q in questions]
         scores = runtime.score(prompts, [q.answer for q in questions], cfg.eval.answer_batch_size)
         values = [s.mean_logprob for s in scores]
     per_doc: dict[int, list[float]] = {}

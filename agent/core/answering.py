@@ -1,7 +1,14 @@
-"""Closed-book answering and grading: SQuAD exact match, token F1, and gold-contained-in-answer.
+"""Closed-book answering and grading: SQuAD exact match, token F1, gold-contained-in-answer, and
+the short-answer score.
 
 Normalization follows the official SQuAD v1.1 evaluation script: lower case, drop punctuation and
-the articles a/an/the, collapse whitespace.
+the articles a/an/the, collapse whitespace. "Contained" rewards an answer that recites a whole
+passage and so runs into the gold answer somewhere; the short-answer score counts the gold answer
+only in the answer's head (its first sentence, at most SHORT_WORDS words), which reciting cannot
+pass. An answer that contains the gold answer only past its head is marked `recited`.
+
+Every question the model is asked or trained on goes through `format_question` (SEAL's
+`Topic: {title}` key when `eval.question_topic` is on) and `question_prompt`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,11 @@ if TYPE_CHECKING:  # the runtime loads torch; scoring and prompts are needed wit
 # SEAL's closed-book prompt (arXiv 2506.10943, Appendix B.3).
 ANSWER_PROMPT = "Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:\n"
 RAG_PREFIX = "Passage:\n{context}\n\n"
+# SEAL asks `Topic: {title}\n{question}`: its training sequences are title-prefixed, so the title
+# is the key that retrieves them (knowledge-incorporation/src/query/query_server.py).
+TOPIC_PREFIX = "Topic: {title}\n"
+SHORT_WORDS = 12  # the head of an answer the short-answer score reads
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -52,10 +64,22 @@ def contains_gold(prediction: str, gold: str) -> float:
     return float(bool(g) and f" {g} " in f" {p} ")
 
 
+def answer_head(prediction: str) -> str:
+    """The answer's first sentence, cut at SHORT_WORDS words."""
+    first = _SENTENCE_END.split(prediction.strip(), maxsplit=1)[0]
+    return " ".join(first.split()[:SHORT_WORDS])
+
+
+def short_answer(prediction: str, gold: str) -> float:
+    """1 when the gold answer is in the answer's head: what a reader asking the question gets."""
+    return contains_gold(answer_head(prediction), gold)
+
+
 @dataclass(frozen=True)
 class Question:
     question: str
     answer: str
+    title: str = ""  # the passage's title: the `Topic:` key when eval.question_topic is on
 
 
 @dataclass(frozen=True)
@@ -68,9 +92,16 @@ class Graded:
     contained: float
     gold_logprob: float  # mean log-probability per token of the gold answer after the prompt
     judge: float | None = None
+    short: float = 0.0  # the gold answer is in the answer's head (short_answer)
+
+    @property
+    def recited(self) -> bool:
+        """Gold contained, but only past the answer's head: a recited passage, not an answer."""
+        return bool(self.contained) and not self.short
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(self).items()}
+        out = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(self).items()}
+        return out | {"recited": self.recited}
 
 
 def mean_of(graded: Sequence[Graded], field: str) -> float:
@@ -78,11 +109,28 @@ def mean_of(graded: Sequence[Graded], field: str) -> float:
     return sum(getattr(g, field) for g in graded) / len(graded)
 
 
+def format_question(question: str, title: str, cfg: EvalConfig) -> str:
+    """A question as the model is asked it, and as question-shaped self-edits train it."""
+    if cfg.question_topic and title:
+        return TOPIC_PREFIX.format(title=title) + question
+    return question
+
+
+def answer_text(question: str, title: str, cfg: EvalConfig) -> str:
+    """SEAL's closed-book prompt for one question, before any chat template: what a question-
+    answer training sequence starts with, so that learning matches asking."""
+    return ANSWER_PROMPT.format(question=format_question(question, title, cfg))
+
+
 def question_prompt(
-    runtime: ModelRuntime, question: str, cfg: EvalConfig, context: str | None = None
+    runtime: ModelRuntime,
+    question: str,
+    cfg: EvalConfig,
+    context: str | None = None,
+    title: str = "",
 ) -> str:
     """SEAL's closed-book prompt; with `context`, the same prompt after a retrieved passage."""
-    text = ANSWER_PROMPT.format(question=question)
+    text = answer_text(question, title, cfg)
     if context is not None:
         text = RAG_PREFIX.format(context=context) + text
     return runtime.format_prompt(text, cfg.use_chat_template)
@@ -103,7 +151,7 @@ def answer_and_grade(
     closed-book, or after a retrieved passage per question (`contexts`)."""
     contexts = contexts or [None] * len(questions)
     prompts = [
-        question_prompt(runtime, q.question, cfg, c)
+        question_prompt(runtime, q.question, cfg, c, q.title)
         for q, c in zip(questions, contexts, strict=True)
     ]
     outputs = runtime.generate(
@@ -129,6 +177,7 @@ def answer_and_grade(
             contains_gold(a, q.answer),
             s.mean_logprob,
             v,
+            short_answer(a, q.answer),
         )
         for q, a, s, v in zip(questions, answers, scores, verdicts, strict=True)
     ]

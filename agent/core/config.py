@@ -115,14 +115,15 @@ class AdaptConfig(_Section):
 # The formats policies/self_edit.py defines (a test keeps the two lists equal); named here so that
 # the configuration, at the bottom of the layers, does not import the policies above it.
 SelfEditFormatName = Literal[
-    "implications", "implications-long", "rewrite", "self-qa", "passage-only"
+    "implications", "implications-long", "rewrite", "self-qa", "qa-spans", "passage-only"
 ]
 
 
 class SelfEditConfig(_Section):
     format: SelfEditFormatName = Field(
-        "implications",
-        description="Self-edit format: implications, implications-long, rewrite, self-qa, "
+        "qa-spans",
+        description="Self-edit format: SEAL's implications, implications-long, rewrite, "
+        "self-qa; qa-spans (questions on the passage's own answer spans, policies/self_edit.py); "
         "or passage-only.",
     )
     num_candidates: int = Field(
@@ -157,6 +158,11 @@ class EvalConfig(_Section):
         "the knowledge update trains on raw text, and raw-text prompts recall it better.",
     )
     answer_batch_size: int = Field(16, ge=1, description="Questions answered per batched call.")
+    question_topic: bool = Field(
+        False,
+        description="Ask each question as SEAL does, `Topic: {title}` on the line before it "
+        "(the title prefixes the training sequences, so it is the key that recalls them).",
+    )
     judge: Literal["none", "local", "openai"] = Field(
         "none", description="Optional judge grading answers like SEAL's GPT-4.1 grader."
     )
@@ -287,6 +293,11 @@ class UpdateConfig(_Section):
 class PolicyConfig(_Section):
     """ReST-EM training of the self-edit policy (`seal train-policy`, SEAL section 3.1)."""
 
+    format: Literal["implications", "implications-long", "rewrite", "self-qa"] = Field(
+        "implications",
+        description="The self-edit format the policy learns to write: one the model writes "
+        "from a prompt (qa-spans is built by tools, so there is nothing to train).",
+    )
     rounds: int = Field(2, ge=1, le=20, description="ReST-EM rounds R; round r writes version r.")
     candidates: int = Field(
         3, ge=1, le=64, description="Self-edits K sampled per passage in one batched call."
@@ -404,17 +415,6 @@ class IngestConfig(_Section):
     )
 
 
-class ChatConfig(_Section):
-    """`seal chat`: answering, the learning gate (policies/gate.py) and the session's files."""
-
-    rag: bool = Field(
-        False,
-        description="Answer with retrieved passages in the prompt (also `/rag on`); off: "
-        "closed-book, from what the adapter learned.",
-    )
-    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per question.")
-    pending_rag_similarity: float = Field(
-        0.45,
 class NetworkConfig(_Section):
     """What fetching a URL may reach (chat `/feed` and `seal ingest` share one fetch path)."""
 
@@ -444,6 +444,17 @@ class NetworkConfig(_Section):
         return value
 
 
+class ChatConfig(_Section):
+    """`seal chat`: answering, the learning gate (policies/gate.py) and the session's files."""
+
+    rag: bool = Field(
+        False,
+        description="Answer with retrieved passages in the prompt (also `/rag on`); off: "
+        "closed-book, from what the adapter learned.",
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per question.")
+    pending_rag_similarity: float = Field(
+        0.45,
         ge=0,
         le=1,
         description="With rag off, a question this similar (cosine) to a passage of a document "
@@ -499,6 +510,7 @@ class SealConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""
@@ -517,7 +529,6 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
                     f"{key}__FIELD=VALUE (e.g. SEAL_ADAPT__EPOCHS=3)"
                 )
             continue
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
         section, _, field = key[len(ENV_PREFIX) :].lower().partition("__")
         try:  # numbers, booleans and lists arrive as JSON; anything else is a plain string
             value: Any = json.loads(raw)
@@ -547,6 +558,8 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
+        if not Path(path).exists():
+            raise SealError(f"config file {path} does not exist")
         try:
             data = tomllib.loads(read_limited(path, MAX_CONFIG_BYTES, "config file").decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -556,8 +569,6 @@ def load_config(
         source += " + SEAL_* environment"
     if overrides:
         source += " + command-line overrides"
-        if not Path(path).exists():
-            raise SealError(f"config file {path} does not exist")
     data = _merge(_merge(data, env), overrides or {})
     try:
         return SealConfig.model_validate(data)

@@ -12,6 +12,7 @@ from agent.core.errors import SealError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EVAL200 = DATA_DIR / "squad_eval200.json"  # SEAL's 200 evaluation passages (data/NOTICE.md)
+DEMO = DATA_DIR / "demo.json"  # the made-up document `seal demo` learns (data/NOTICE.md)
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,15 @@ def load_squad(path: Path) -> list[SquadPassage]:
         context = json_field(path, item, "context", where)
         if not context.strip():
             raise SealError(f"{path}: {where} has an empty context")
+        title = json_field(path, item, "title", where)
         questions = []
         for j, q in enumerate(json_field(path, item, "questions", where, list)):
             qwhere = f"{where}.questions[{j}]"
-            questions.append(
-                Question(
-                    json_field(path, q, "question", qwhere), json_field(path, q, "answer", qwhere)
-                )
-            )
+            question = json_field(path, q, "question", qwhere)
+            questions.append(Question(question, json_field(path, q, "answer", qwhere), title))
         if not questions:
             raise SealError(f"{path}: {where} has no questions")
-        passages.append(
-            SquadPassage(json_field(path, item, "title", where), context, tuple(questions))
-        )
+        passages.append(SquadPassage(title, context, tuple(questions)))
     return passages
 
 

@@ -139,7 +139,7 @@ def _probe_logprob(ctx: AgentContext, doc_id: int, title: str) -> float | None:
     probes = ledger.probes(doc_id)
     if not probes:
         return None
-    prompts = [question_prompt(ctx.runtime, p["question"], cfg.eval) for p in probes]
+    prompts = [question_prompt(ctx.runtime, p["question"], cfg.eval, title=title) for p in probes]
     scores = ctx.runtime.score(prompts, [p["answer"] for p in probes], cfg.eval.answer_batch_size)
     return sum(s.mean_logprob for s in scores) / len(scores)
 

@@ -66,7 +66,7 @@ def test_one_round_writes_a_loadable_policy_version(squad_file, policy_settings,
 
     # Loadable, and it is not the base model: the policy's B matrices moved off zero.
     folder = store.folder(1)
-    tiny = SelfEditConfig(max_new_tokens=8, temperature=0.0)
+    tiny = SelfEditConfig(format="implications", max_new_tokens=8, temperature=0.0)
     [plain] = write_self_edits(runtime, "Paris", "The capital of France is Paris.", tiny)
     [edit] = write_self_edits(
         runtime,

@@ -10,7 +10,10 @@ from evals.teachers import TEACHERS
 
 
 def graded(*contained: float) -> list[dict]:
-    return [{"contained": c, "em": c, "f1": c, "gold_logprob": -1.0 - c} for c in contained]
+    return [
+        {"contained": c, "short": c, "recited": False, "em": c, "f1": c, "gold_logprob": -1.0 - c}
+        for c in contained
+    ]
 
 
 RECORDS = [
@@ -40,7 +43,7 @@ def test_summarize_micro_averages_over_questions():
     base = table["base"]
     # micro: 4 of 7 questions, not the mean of the per-passage rates (1/2, 1, 1/2)
     assert base["contained"] == pytest.approx(4 / 7, abs=1e-4)
-    assert base["em"] == base["f1"] == base["contained"]
+    assert base["em"] == base["f1"] == base["short"] == base["contained"]
     assert base["gold_logprob"] == pytest.approx(-1 - 4 / 7, abs=1e-4)
     assert (base["n_passages"], base["n_questions"]) == (3, 7)
     for entry in table.values():
@@ -52,6 +55,16 @@ def test_summarize_micro_averages_over_questions():
     assert "train_seconds_median" not in base and "fallback_passages" not in base
 
 
+def test_records_from_before_the_short_answer_score_are_scored_on_reading():
+    old = {"gold": "Paris", "contained": 1, "em": 0, "f1": 0.2, "gold_logprob": -1.0}
+    records = [
+        {"index": 0, "condition": "c", "graded": [old | {"prediction": "Paris, in France."}]},
+        {"index": 1, "condition": "c", "graded": [old | {"prediction": "It is big. In Paris."}]},
+    ]
+    entry = summarize(records, ["c"], samples=100, seed=0)["c"]
+    assert entry["contained"] == 1.0 and entry["short"] == 0.5 and entry["recited"] == 0.5
+
+
 def test_summarize_is_reproducible_for_a_seed():
     assert summarize(RECORDS, ["base"], 200, seed=3) == summarize(RECORDS, ["base"], 200, seed=3)
 
@@ -60,7 +73,9 @@ def test_markdown_table():
     table = summarize(RECORDS, ["base", "passage"], samples=200, seed=0)
     md = markdown_table(table, "a note")
     lines = md.splitlines()
-    assert lines[0].startswith("| condition | contained (95% CI) | EM (95% CI) | F1 (95% CI)")
+    assert lines[0].startswith(
+        "| condition | contained (95% CI) | short answer (95% CI) | EM (95% CI) | F1 (95% CI)"
+    )
     assert lines[2].startswith("| base | 57.1 [") and lines[2].endswith("| 3 | 7 |")
     assert lines[3].startswith("| passage | 66.7 [")
     assert md.endswith("\n\na note\n")

@@ -164,7 +164,7 @@ def test_committed_policy_writes_self_edits_through_the_config(runtime, tmp_path
     assert manifest["round"] == 1 and manifest["parent"] == 0
     assert manifest["base_fingerprint"] == runtime.fingerprint()
     assert set(manifest["files"]) == {"adapter_model.safetensors", "adapter_config.json"}
-    greedy = SelfEditConfig(temperature=0.0, max_new_tokens=24)
+    greedy = SelfEditConfig(format="implications", temperature=0.0, max_new_tokens=24)
     [plain] = write_self_edits(runtime, TITLE, CONTEXT, greedy)
     [taught] = write_self_edits(
         runtime, TITLE, CONTEXT, greedy.model_copy(update={"policy": folder})

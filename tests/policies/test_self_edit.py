@@ -4,7 +4,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.core.config import SelfEditConfig, SelfEditFormatName
+from agent.core.answering import question_prompt
+from agent.core.config import EvalConfig, PolicyConfig, SelfEditConfig, SelfEditFormatName
 from agent.core.errors import SealError
 from policies.self_edit import (
     FORMATS,
@@ -178,7 +179,7 @@ def test_teacher_self_edits_parse_as_implications():
 
 
 def test_write_self_edits_returns_one_per_candidate(runtime):
-    cfg = SelfEditConfig(num_candidates=3, max_new_tokens=8)
+    cfg = SelfEditConfig(format="implications", num_candidates=3, max_new_tokens=8)
     edits = write_self_edits(runtime, TITLE, CONTEXT, cfg)
     assert len(edits) == 3
     for edit in edits:
@@ -189,7 +190,7 @@ def test_write_self_edits_returns_one_per_candidate(runtime):
 
 
 def test_write_self_edits_is_reproducible_with_a_seed(runtime):
-    cfg = SelfEditConfig(num_candidates=2, max_new_tokens=8)
+    cfg = SelfEditConfig(format="implications", num_candidates=2, max_new_tokens=8)
     first = [e.raw for e in write_self_edits(runtime, TITLE, CONTEXT, cfg, seed=4)]
     assert first == [e.raw for e in write_self_edits(runtime, TITLE, CONTEXT, cfg, seed=4)]
 
@@ -223,3 +224,40 @@ def test_parse_never_raises_and_sequences_start_with_the_title(fmt, generation, 
 
 def test_config_names_exactly_the_formats_defined_here():
     assert set(get_args(SelfEditFormatName)) == set(FORMATS)
+    written = get_args(PolicyConfig.model_fields["format"].annotation)
+    assert {f for f in FORMATS if FORMATS[f].instruction} == set(written)  # what ReST-EM trains
+
+
+def test_qa_spans_trains_each_span_in_the_shape_it_is_asked(runtime):
+    context = "Our office moved to Lyon. Mira Okafor is our chief engineer."
+    [edit] = write_self_edits(runtime, "Acme", context, CFG, fmt=FORMATS["qa-spans"])
+    asking = EvalConfig()
+    expected = [
+        ("Our office moved to what?", "Lyon"),
+        ("What is our chief engineer?", "Mira Okafor"),
+        ("Mira Okafor is our what?", "chief engineer"),
+    ]
+    assert edit.sequences == [
+        question_prompt(runtime, q, asking, title="Acme") + a for q, a in expected
+    ] + [f"Acme\n{context}"]
+    assert edit.items[0] == "Question: Our office moved to what? Answer: Lyon"
+    assert not edit.fallback and edit.raw == ""  # built by the tools: nothing generated
+
+
+def test_qa_spans_asks_with_the_topic_when_questions_carry_it(runtime):
+    [edit] = write_self_edits(
+        runtime,
+        "Acme",
+        "Our office moved to Lyon.",
+        CFG,
+        fmt=FORMATS["qa-spans"],
+        asking=EvalConfig(question_topic=True),
+    )
+    assert "Question: Topic: Acme\nOur office moved to what?\nAnswer:\nLyon" in edit.sequences[0]
+
+
+def test_qa_spans_without_spans_falls_back_to_the_passage(runtime):
+    [edit] = write_self_edits(
+        runtime, "x", "nothing to ask about here at all", CFG, fmt=FORMATS["qa-spans"]
+    )
+    assert edit.fallback and edit.sequences == ["x\nnothing to ask about here at all"]

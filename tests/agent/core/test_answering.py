@@ -4,13 +4,16 @@ import pytest
 
 from agent.core.answering import (
     ANSWER_PROMPT,
+    Graded,
     Question,
     answer_and_grade,
     contains_gold,
     exact_match,
     first_line,
+    format_question,
     normalize_answer,
     question_prompt,
+    short_answer,
     token_f1,
 )
 from agent.core.config import EvalConfig
@@ -102,3 +105,29 @@ def test_answer_and_grade_passes_triples_to_the_judge(runtime):
     [graded] = answer_and_grade(runtime, questions, EvalConfig(max_answer_tokens=4), judge)
     assert judge.triples == [("What is the capital of France?", "Paris", graded.prediction)]
     assert graded.judge == 1.0
+
+
+@pytest.mark.parametrize(
+    ("prediction", "short", "recited"),
+    [
+        ("Mira Okafor", 1.0, False),
+        ("Mira Okafor is the chief engineer. She joined in 2019.", 1.0, False),
+        # the whole passage recited: the gold answer only turns up in a later sentence
+        ("Velrath Dynamics was founded in 2019. Its chief engineer is Mira Okafor.", 0.0, True),
+        # one long sentence: the head is its first 12 words
+        ("The company that was founded in the town of Harwick in the year 2019 has Mira Okafor",
+         0.0, True),
+        ("Tamber", 0.0, False),
+    ],
+)  # fmt: skip
+def test_short_answer_counts_the_gold_answer_only_in_the_answer_head(prediction, short, recited):
+    assert short_answer(prediction, "Mira Okafor") == short
+    graded = Graded("q", "Mira Okafor", prediction, 0.0, 0.0,
+                    contains_gold(prediction, "Mira Okafor"), -1.0, short=short)  # fmt: skip
+    assert graded.recited is recited and graded.as_dict()["recited"] is recited
+
+
+def test_format_question_adds_the_topic_only_when_asked_to():
+    assert format_question("Who?", "Acme", EvalConfig()) == "Who?"
+    assert format_question("Who?", "Acme", EvalConfig(question_topic=True)) == "Topic: Acme\nWho?"
+    assert format_question("Who?", "", EvalConfig(question_topic=True)) == "Who?"

@@ -15,7 +15,7 @@ def write_toml(tmp_path, text: str):
 def test_defaults_validate():
     cfg = load_config(environ={})
     assert cfg == SealConfig()
-    assert cfg.model.name == "default" and cfg.self_edit.format == "implications"
+    assert cfg.model.name == "default" and cfg.self_edit.format == "qa-spans"
     assert cfg.adapt.rank == 32 and cfg.adapt.alpha == 64.0
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from agent.core.answering import Question
 from agent.core.errors import SealError
-from agent.core.squad import EVAL200, load_squad
+from agent.core.squad import DEMO, EVAL200, load_squad
 
 PASSAGE = {
     "title": "Paris",
@@ -26,7 +26,7 @@ def without(d: dict, key: str) -> dict:
 def test_loads_squad_shaped_file(squad_file):
     passages = load_squad(squad_file)
     assert [p.title for p in passages] == ["Paris", "Rome"]
-    assert passages[0].questions[1] == Question("When was the tower built?", "1889")
+    assert passages[0].questions[1] == Question("When was the tower built?", "1889", "Paris")
     assert passages[1].context.startswith("The capital of Italy is Rome.")
 
 
@@ -79,3 +79,16 @@ def test_vendored_eval_set():
     assert len(passages) == 200
     assert sum(len(p.questions) for p in passages) == 974
     assert all(p.title and p.context.strip() and p.questions for p in passages)
+
+
+def test_the_demo_document_is_asked_in_other_words():
+    [demo] = load_squad(DEMO)
+    assert demo.title and len(demo.questions) == 6
+    sentences = [s.strip() for s in demo.context.split(".")]
+    for q in demo.questions:
+        assert q.answer in demo.context  # every answer is in the document...
+        asked = q.question.rstrip("?").split()
+        # ... but no question repeats four words in a row of any of its sentences
+        assert all(
+            " ".join(asked[i : i + 4]) not in s for s in sentences for i in range(len(asked) - 3)
+        )

@@ -1,0 +1,241 @@
+"""Facts stated in conversation stick: a benchmark after adaptible's protocol.
+
+Five short made-up facts (an office city, a project code name, a person's role, a date, a number)
+are stated one by one in a chat, through the same graph as `seal chat` (statement detection,
+learning gate, self-edit, retention-gated update). Then each fact is asked closed-book in four
+phrasings that are not the statement's words, and 20 control questions that the model answered
+correctly before must still be answered correctly. Graded by the short-answer score (the gold
+answer in the answer's first sentence or first 12 words), so reciting the statement does not pass.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python evals/facts.py --out runs/facts
+
+Writes facts.json ({"learned", "total", "controls_kept", "controls_total", "seconds_per_fact",
+...details}) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.core.answering import Question, answer_and_grade
+from agent.core.config import SealConfig, add_config_arguments, config_from_args
+from agent.core.errors import run_cli
+from agent.core.io import write_atomic
+from agent.graph import AgentContext, build_graph
+from agent.graph.graph import turn
+from agent.state_model import load_runtime
+from stores.state import State
+
+
+@dataclass(frozen=True)
+class Fact:
+    statement: str
+    answer: str
+    phrasings: tuple[str, ...]  # asked after learning; none repeats the statement's wording
+
+
+FACTS = (
+    Fact(
+        "Our office moved to Lyon.",
+        "Lyon",
+        (
+            "Where is our office now?",
+            "Which city is our office in?",
+            "Where did our office move to?",
+            "In what city is our office located?",
+        ),
+    ),
+    Fact(
+        "The project's code name is Bluefin.",
+        "Bluefin",
+        (
+            "What is the project's code name?",
+            "What code name does the project have?",
+            "What is the code name of the project?",
+            "Which code name was given to the project?",
+        ),
+    ),
+    Fact(
+        "Mira Okafor is our chief engineer.",
+        "chief engineer",
+        (
+            "What is Mira Okafor's role?",
+            "What is Mira Okafor's job?",
+            "What position does Mira Okafor hold?",
+            "What does Mira Okafor do for us?",
+        ),
+    ),
+    Fact(
+        "The product launch is on 14 May.",
+        "14 May",
+        (
+            "When is the product launch?",
+            "On what date is the launch?",
+            "What is the date of the product launch?",
+            "When do we launch the product?",
+        ),
+    ),
+    Fact(
+        "Our team has 37 members.",
+        "37",
+        (
+            "How many members does our team have?",
+            "How many people are in our team?",
+            "What is the size of our team?",
+            "How big is our team?",
+        ),
+    ),
+)
+
+# Candidates for the controls: general knowledge a small model may know. The first
+# CONTROLS of them the model answers correctly before learning are the controls.
+CONTROL_CANDIDATES = (
+    ("What is the capital of France?", "Paris"),
+    ("What is the capital of Italy?", "Rome"),
+    ("What is the capital of Germany?", "Berlin"),
+    ("What is the capital of Spain?", "Madrid"),
+    ("What is the capital of Japan?", "Tokyo"),
+    ("What is the capital of England?", "London"),
+    ("What is the capital of Russia?", "Moscow"),
+    ("What is the capital of China?", "Beijing"),
+    ("What is the capital of Egypt?", "Cairo"),
+    ("What is the capital of Greece?", "Athens"),
+    ("Who wrote Romeo and Juliet?", "Shakespeare"),
+    ("What planet do we live on?", "Earth"),
+    ("What is the largest ocean on Earth?", "Pacific"),
+    ("What is the largest planet in the solar system?", "Jupiter"),
+    ("What is the tallest mountain in the world?", "Everest"),
+    ("What do bees make?", "honey"),
+    ("Which animal is known as the king of the jungle?", "lion"),
+    ("What is the longest river in Africa?", "Nile"),
+    ("In which country are the pyramids of Giza?", "Egypt"),
+    ("What language is spoken in Brazil?", "Portuguese"),
+    ("What is the currency of Japan?", "yen"),
+    ("Who was the first president of the United States?", "Washington"),
+    ("What is the chemical symbol for gold?", "Au"),
+    ("What color is the sky on a clear day?", "blue"),
+    ("What is frozen water called?", "ice"),
+    ("Which planet is known as the Red Planet?", "Mars"),
+    ("What is the closest star to the Earth?", "Sun"),
+    ("What gas do plants absorb from the air?", "carbon dioxide"),
+    ("Who painted the Mona Lisa?", "Leonardo"),
+    ("What is the capital of Canada?", "Ottawa"),
+    ("What is the capital of Australia?", "Canberra"),
+    ("What is the largest country in the world?", "Russia"),
+    ("How many legs does a spider have?", "eight"),
+    ("What is the main language of Mexico?", "Spanish"),
+    ("What animal says moo?", "cow"),
+    ("What is the opposite of hot?", "cold"),
+)
+CONTROLS = 20
+
+
+def choose_controls(runtime, cfg: SealConfig, n: int = CONTROLS) -> list[Question]:
+    """The first `n` candidates the model (before learning) answers correctly, short-answer."""
+    candidates = [Question(q, a) for q, a in CONTROL_CANDIDATES]
+    graded = answer_and_grade(runtime, candidates, cfg.eval)
+    return [q for q, g in zip(candidates, graded, strict=True) if g.short][:n]
+
+
+def run(runtime, state: State, cfg: SealConfig, facts=FACTS, controls: int = CONTROLS) -> dict:
+    """State each fact through the chat graph, then ask every phrasing and control closed-book."""
+    asked = [Question(p, f.answer) for f in facts for p in f.phrasings]
+    before = answer_and_grade(runtime, asked, cfg.eval)
+    chosen = choose_controls(runtime, cfg, controls)
+    graph = build_graph(InMemorySaver())
+    context = AgentContext(runtime, state, cfg)
+    config = {"configurable": {"thread_id": "facts"}}
+    turns = []
+    for fact in facts:
+        start = time.perf_counter()
+        values = graph.invoke(
+            turn("ask", messages=[HumanMessage(fact.statement)], defer_learning=False),
+            config,
+            context=context,
+        )
+        update = values.get("update") or {}
+        gate = (values.get("gate") or [{}])[0]
+        turns.append(
+            {
+                "statement": fact.statement,
+                "seconds": round(time.perf_counter() - start, 1),
+                "gate": gate.get("decision"),
+                "decision": update.get("decision"),
+                "reason": update.get("reason") or gate.get("reason"),
+            }
+        )
+        print(f"  {fact.statement!r}: {turns[-1]['decision']} ({turns[-1]['seconds']} s)")
+    after = answer_and_grade(runtime, asked, cfg.eval)
+    kept = answer_and_grade(runtime, chosen, cfg.eval) if chosen else []
+    return {
+        "learned": int(sum(g.short for g in after)),
+        "total": len(asked),
+        "learned_before": int(sum(g.short for g in before)),
+        "contained_after": int(sum(g.contained for g in after)),
+        "controls_kept": int(sum(g.short for g in kept)),
+        "controls_total": len(chosen),
+        "seconds_per_fact": round(sum(t["seconds"] for t in turns) / len(turns), 1),
+        "turns": turns,
+        "answers": [
+            {
+                "question": g.question,
+                "gold": g.gold,
+                "before": b.prediction,
+                "after": g.prediction,
+                "short": g.short,
+                "recited": g.recited,
+            }
+            for b, g in zip(before, after, strict=True)
+        ],  # fmt: skip
+        "controls": [
+            {"question": g.question, "after": g.prediction, "kept": g.short} for g in kept
+        ],
+    }
+
+
+def report(result: dict) -> str:
+    lines = [
+        f"facts learned (short answers): {result['learned']}/{result['total']} phrasings "
+        f"(before: {result['learned_before']}/{result['total']}); controls kept "
+        f"{result['controls_kept']}/{result['controls_total']}; "
+        f"{result['seconds_per_fact']} s per fact"
+    ]
+    for a in result["answers"]:
+        mark = "ok" if a["short"] else "recited" if a["recited"] else "-"
+        lines.append(f"  [{mark:>7}] {a['question']}  ->  {a['after'][:70]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/facts"))
+    add_config_arguments(ap)
+    args = ap.parse_args(argv)
+    cfg = config_from_args(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="seal-facts-"))
+    try:
+        with State.open(home, near_duplicate_similarity=cfg.store.near_duplicate_similarity) as st:
+            runtime = load_runtime(st, cfg)
+            result = run(runtime, st, cfg)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    result["config"] = cfg.model_dump(mode="json")
+    write_atomic(args.out / "facts.json", json.dumps(result, indent=2) + "\n")
+    print(report(result))
+    print(f"wrote {args.out / 'facts.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,37 @@
+"""evals/facts.py end to end with the tiny model: facts stated through the chat graph are
+learned by the gated update and asked in other words; controls are chosen and re-asked."""
+
+from agent.core.config import SealConfig
+from evals.facts import Fact, report, run
+from stores.state import State
+
+FACTS = (
+    Fact(
+        "The capital of Italy is Rome.",
+        "Rome",
+        ("What is the capital of Italy?", "Which city is the capital of Italy?"),
+    ),
+    Fact(
+        "The bridge in Rome was built in 1990.",
+        "1990",
+        ("When was the bridge built?", "When was the bridge in Rome built?"),
+    ),
+)
+
+
+def test_facts_are_stated_learned_and_asked_in_other_words(make_runtime, tiny_adapt, tmp_path):
+    cfg = SealConfig()
+    cfg.adapt = tiny_adapt(epochs=10, learning_rate=1e-2)
+    cfg.self_edit = cfg.self_edit.model_copy(update={"format": "qa-spans"})
+    runtime = make_runtime(cfg.adapt)
+    with State.open(tmp_path / "home") as state:
+        result = run(runtime, state, cfg, facts=FACTS, controls=2)
+        history = state.ledger.history(10)
+    assert result["total"] == 4 and 0 <= result["learned"] <= 4
+    assert result["controls_total"] <= 2 and result["controls_kept"] <= result["controls_total"]
+    assert [t["statement"] for t in result["turns"]] == [f.statement for f in FACTS]
+    # every statement went through the gate, and each one it chose through the gated update
+    chosen = [t for t in result["turns"] if t["gate"] == "learn"]
+    assert len([h for h in history if h["kind"] == "update"]) == len(chosen) >= 1
+    assert all(t["decision"] in ("accept", "rollback") for t in chosen)
+    assert "facts learned (short answers)" in report(result)
