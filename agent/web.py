@@ -140,9 +140,14 @@ class _GuardedBackend:
         for address in addresses:  # every address the name has: none may be refused
             refusal = self.policy.refusal(address)
             if refusal:
+                named = (
+                    host.strip("[]")
+                    if host.strip("[]") == str(address)
+                    else (f"{host} resolves to {address}")
+                )
                 raise AddressRefused(
-                    f"{host} is {address}, not a public address ({refusal}); URLs may only "
-                    "reach public addresses unless network.allow_private_addresses or "
+                    f"{named}: not a public address ({refusal}); URLs may only reach public "
+                    "addresses unless network.allow_private_addresses or "
                     "network.allowed_networks allow others"
                 )
         error: Exception | None = None

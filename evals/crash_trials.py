@@ -12,6 +12,12 @@ checksum-valid version at least as new as the last one reported; every version o
 ledger row and every live ledger row a valid folder; nothing reported committed is lost (a
 version may only be gone through garbage collection); no temporary folder survives; the ledger
 passes SQLite's integrity and foreign-key checks. Writes `crash_trials.json` to --out.
+
+The damaged-ledger class (`--damage-every N`): after every N-th trial the ledger is emptied,
+deleted, or has a page overwritten (in turn), as a failing disk or a careless user would. Then a
+writer must refuse to open the state and delete nothing; `seal doctor --rebuild`
+(stores/doctor.py) must give back a ledger that names every version folder on disk, points
+`current` at a complete version and passes SQLite's checks; and the trials go on from there.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.core.io import write_atomic  # noqa: E402
+from evals.adversary import delete_ledger, empty_ledger, flip_page, versions_on_disk  # noqa: E402
 from stores.adapters import BASE  # noqa: E402
+from stores.doctor import rebuild  # noqa: E402
+from stores.ledger_file import LedgerDamaged  # noqa: E402
 from stores.state import State  # noqa: E402
 
 ADAPTER_BYTES = 1 << 20
+LEDGER_DAMAGE = {"emptied": empty_ledger, "deleted": delete_ledger, "page-flipped": flip_page}
 
 
 def _write_weights(folder: Path) -> None:
@@ -113,7 +123,41 @@ def check(state: State, docs: set[int], versions: set[int]) -> list[str]:
     return problems
 
 
-def run_trials(home: Path, trials: int, seed: int = 0, max_delay: float = 1.5) -> dict:
+def damaged_ledger_trial(home: Path, kind: str) -> list[str]:
+    """Damage the ledger (LEDGER_DAMAGE[kind]); a writer must refuse it and delete nothing, and
+    the doctor's rebuild must give back every version on disk. Returns the violations."""
+    on_disk = versions_on_disk(home)
+    with State.open(home, read_only=True) as state:
+        pointer = state.adapters.current()
+    LEDGER_DAMAGE[kind](home)
+    problems = []
+    try:
+        State.open(home).close()
+        problems.append(f"{kind}: a writer opened the damaged ledger")
+    except LedgerDamaged:
+        pass
+    if versions_on_disk(home) != on_disk:
+        problems.append(
+            f"{kind}: refusing deleted versions {set(on_disk) - set(versions_on_disk(home))}"
+        )
+    rebuild(home)
+    with State.open(home) as state:
+        problems += [f"{kind}, rebuilt: {p}" for p in state.ledger.integrity_errors()]
+        live = {r["version"] for r in state.ledger.adapter_versions()}
+        if set(on_disk) - live or state.recovered:
+            problems.append(f"{kind}, rebuilt: versions {on_disk} on disk, {sorted(live)} named")
+        # The old pointer where its row could be read, else the newest complete version.
+        current = state.adapters.current()
+        if on_disk and current not in (pointer, max(on_disk)):
+            problems.append(f"{kind}, rebuilt: current {current}, was {pointer}")
+        if current:
+            state.adapters.verify(current)
+    return problems
+
+
+def run_trials(
+    home: Path, trials: int, seed: int = 0, max_delay: float = 1.5, damage_every: int = 0
+) -> dict:
     rng = random.Random(seed)
     docs: set[int] = set()
     versions: set[int] = set()
@@ -156,6 +200,16 @@ def run_trials(home: Path, trials: int, seed: int = 0, max_delay: float = 1.5) -
         except Exception as exc:  # noqa: BLE001 - a state that cannot open is the worst finding
             failures.append(f"trial {trial}: state does not open: {exc}")
         stats["trials"] += 1
+        if damage_every and (trial + 1) % damage_every == 0:
+            kind = list(LEDGER_DAMAGE)[stats["damaged ledgers"] % len(LEDGER_DAMAGE)]
+            failures += [f"trial {trial}: {p}" for p in damaged_ledger_trial(home, kind)]
+            stats["damaged ledgers"] += 1
+            # What the rebuilt ledger can no longer know (documents of an emptied ledger, the
+            # rows of collected versions) is not "lost" by the trials that follow.
+            with State.open(home, read_only=True) as state:
+                docs &= {r["id"] for r in state.ledger.documents()}
+                named = state.ledger.adapter_versions(include_collected=True)
+                versions &= {r["version"] for r in named}
     return {
         "trials": trials,
         "failures": failures,
@@ -170,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--damage-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="damage the ledger after every N-th trial, then rebuild it (0: never)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/crash"))
     ap.add_argument("--child", nargs=2, metavar=("HOME", "TRIAL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -180,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     home = args.out / "home"
     if home.exists():
         raise SystemExit(f"{home} exists from an earlier run; remove it or use another --out")
-    result = run_trials(home, args.trials, args.seed)
+    result = run_trials(home, args.trials, args.seed, damage_every=args.damage_every)
     write_atomic(args.out / "crash_trials.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "failures"}, indent=2))
     for failure in result["failures"]:

@@ -21,6 +21,7 @@ import email.utils
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # before the headers
     trickle_s: float = 0.0  # between 64-byte chunks of the body
+    head_trickle_s: float = 0.0  # between 5-byte chunks of the status line and headers
 
 
 class NewsWorld:
@@ -221,8 +223,10 @@ class NewsWorld:
 class NewsServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, world: NewsWorld):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, world: NewsWorld, host: str = "127.0.0.1"):
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, 0), _Handler)
         self.world = world
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[float, str, dict[str, str]]] = []  # (time, path, headers)
@@ -233,7 +237,8 @@ class NewsServer(ThreadingHTTPServer):
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        host = self.server_address[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.server_address[1]}"
 
     def route(self, path: str, route: Route) -> None:
         with self.lock:
@@ -293,6 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, route: Route) -> None:
         if route.delay_s:
             time.sleep(route.delay_s)
+        if route.head_trickle_s:  # a few bytes at a time: no single read waits long
+            head = f"HTTP/1.1 {route.status} OK\r\nContent-Length: {len(route.body)}\r\n\r\n"
+            for i in range(0, len(head), 5):
+                self.wfile.write(head[i : i + 5].encode())
+                self.wfile.flush()
+                time.sleep(route.head_trickle_s)
+            self.wfile.write(route.body)
+            return
         self.send_response(route.status)
         headers = {"Content-Length": str(len(route.body)), **route.headers}
         for key, value in headers.items():
@@ -307,9 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(route.trickle_s)
 
 
-def start(world: NewsWorld | None = None) -> NewsServer:
-    """Serve `world` on 127.0.0.1 (a free port) from a daemon thread; `shutdown()` stops it."""
-    server = NewsServer(world or NewsWorld())
+def start(world: NewsWorld | None = None, host: str = "127.0.0.1") -> NewsServer:
+    """Serve `world` on `host` (a free port) from a daemon thread; `shutdown()` stops it."""
+    server = NewsServer(world or NewsWorld(), host)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -82,7 +82,8 @@ def _ledger_findings(home: Path) -> list[str]:
     try:
         with State.open(home, read_only=True) as state:
             findings = [f"ledger: {f}" for f in full_check(state.ledger.db.conn)]
-            return findings or _state_findings(state)
+            broken = any("refer to missing rows" not in f for f in findings)
+            return findings + ([] if broken else _state_findings(state))
     except (SealError, sqlite3.Error) as exc:
         return [f"ledger {path}: {exc}"]
 

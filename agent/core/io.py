@@ -34,14 +34,13 @@ def read_limited(
         raise error(f"{what} {path} is a folder, not a file") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise error(f"{what} {path} is a folder, not a file")
-        if not stat.S_ISREG(mode):
-            raise error(
-                f"{what} {path} is not a regular file (a device, pipe or socket); give a file"
-            )
+        raise error(f"{what} {path} is not a regular file (a device, pipe or socket); give a file")
+    with os.fdopen(fd, "rb") as fh:
         try:
             data = fh.read(max_bytes + 1)
         except OSError as exc:

@@ -165,6 +165,11 @@ def setup(state: State, cfg: SealConfig, sources, every: float | None, log) -> C
     ledger = state.ledger
     for recovered in state.recovered:
         log("recovered", what=recovered)
+    # A damaged `current` pointer or version stops the run here with the way back, rather than
+    # failing every batch (and rejecting its documents) once the model loads.
+    current = state.adapters.current()
+    if current:
+        state.adapters.verify(current)
     for source in sources:
         known = ledger.ingest_source(source.kind, source.location, every)
         ledger.ingest_update_source(known["id"], next_poll_at=None)  # poll it now

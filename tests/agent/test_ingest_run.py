@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from evals.news_server import ALLOW_LOCAL, Route
+from evals.news_server import ALLOW_LOCAL, Route, start
 from stores.state import State
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,3 +314,55 @@ def test_a_following_ingest_keeps_storing_while_it_learns(
     assert first_update.count("stored") == 2
     assert [r["state"] for r in items(home)] == ["learned"] * 3
     assert learned_twice(home) == []
+
+
+def test_ingest_reaches_no_private_address_cleans_feed_text_and_counts_retries(
+    server, tmp_path, tiny_cli_settings, capsys
+):
+    """Issue 17: items 7 (SSRF, direct and by redirect, sources and article links), 9 (entities
+    and escaped markup in feed text and titles) and 10 (retries in the summary, whole reasons)."""
+    other = start(server.world, host="127.0.0.2")  # loopback too, but not in ALLOW_LOCAL
+    base = server.base
+    server.route("/to-metadata", Route(302, b"", {"Location": "http://169.254.169.254/latest/"}))
+    server.route("/down.html", Route(503, b"busy"))
+    entities = (
+        "AT&amp;amp;T said the museum in Paris don&amp;#x2019;t close &amp;#8220;soon&amp;#8221;"
+    )
+    feed = "".join(
+        f"<item><title>{title}</title>{link}<description>{text}</description></item>"
+        for title, link, text in [
+            ("Metadata", "<link>http://169.254.169.254/latest/meta-data/</link>", ""),
+            ("Other", f"<link>{other.base}/article/1.html</link>", ""),
+            ("Redirected", f"<link>{base}/to-metadata</link>", ""),
+            ("Down", f"<link>{base}/down.html</link>", ""),
+            ("&lt;script&gt;x()&lt;/script&gt;AT&amp;amp;T news", "", entities),
+        ]
+    )
+    server.route(
+        "/private.xml",
+        Route(200, f"<rss version='2.0'><channel>{feed}</channel></rss>".encode(), {}),
+    )
+    home = tmp_path / "home"
+    args = ["ingest", f"{base}/private.xml", f"{other.base}/rss.xml", "--home", home]
+    no_learning = settings(tiny_cli_settings, "ingest.update_minutes_per_hour=0")
+    try:
+        status, out, err = seal(capsys, *args, "--json-logs", *no_learning)
+    finally:
+        other.shutdown()
+    assert status == 0, err
+    assert other.requests == []  # neither the feed nor the article on 127.0.0.2 was fetched
+    rows = {r["title"]: r for r in items(home)}
+    for title in ("Metadata", "Other", "Redirected"):
+        assert rows[title]["state"] == "rejected"
+        assert "not a public address" in rows[title]["reason"]
+    text_item = rows["AT&T news"]  # the title without the escaped script, entities decoded
+    with State.open(home, read_only=True) as state:
+        [passage] = state.ledger.passages(text_item["document_id"])
+        assert state.ledger.document(text_item["document_id"])["title"] == "AT&T news"
+    assert passage["text"] == "AT&T said the museum in Paris don’t close “soon”"
+    events = [json.loads(line) for line in out.splitlines()]
+    [stopped] = [e for e in events if e["event"] == "stopped"]
+    assert stopped["retry"] == 1 and "HTTP 503" in rows["Down"]["reason"]  # max_attempts=2
+    status, out, _ = seal(capsys, "ingest", "--status", "--home", home)
+    assert f"source:  {other.base}/rss.xml (feed) last error" in out
+    assert "127.0.0.2: not a public address (loopback); URLs may only reach public" in out

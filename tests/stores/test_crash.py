@@ -44,3 +44,11 @@ def test_check_finds_a_lost_commit_and_a_corrupt_version(tmp_path):
         assert "fails verification" in problem
     with State.open(home) as state, pytest.raises(SealError, match="fails its checksum"):
         state.adapters.verify(state.adapters.current())  # still damaged: never silently reset
+
+
+def test_damaged_ledgers_between_kills_are_refused_then_rebuilt(tmp_path):
+    """The crash trials' damaged-ledger class: emptied, deleted, page overwritten, in turn."""
+    crash = load_crash_trials()
+    result = crash.run_trials(tmp_path / "home", trials=9, seed=2, max_delay=0.6, damage_every=3)
+    assert result["failures"] == []
+    assert result["stats"]["damaged ledgers"] == 3

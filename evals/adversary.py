@@ -1,0 +1,400 @@
+"""The adversarial harness of issue 17: damage a learned state in every way a hostile user or a
+failing disk would, run every command on it as a real process, and check the invariant
+
+    nothing learned is deleted; every command either works or says what is wrong and how to
+    fix it (exit status 2, one line, no traceback); no damaged ledger is silently reset.
+
+    python evals/adversary.py --out results/hardening            # the tests' tiny model
+    python evals/adversary.py --measure-check 20000               # quick_check's cost
+
+A baseline state is learned once (`seal learn` twice: adapter versions v1 and v2, v2 current);
+each (damage, command) pair runs on a fresh copy of it. Writes `damage.json`: one row per damage
+class x command with {"damage", "command", "exit_code", "traceback", "versions_before",
+"versions_after"} plus the first line of the command's error and the verdict, and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agent.core.io import write_atomic  # noqa: E402
+from evals.soak_ingest import build_tiny_model  # noqa: E402
+from stores.ledger import Ledger  # noqa: E402
+from stores.ledger_file import quick_check  # noqa: E402
+
+# Facts in the tiny model's vocabulary (tests/conftest.py), one document each.
+DOCUMENTS = {
+    "paris.txt": "The capital of France is Paris. Paris is a city on the river Seine.",
+    "rome.txt": "The capital of Italy is Rome. Rome is a city on the river Tiber.",
+    "tower.txt": "The tower in Paris was built in 1889. Many people visit the museum every year.",
+    "bridge.txt": "The bridge in Rome was built in 1990. The city of Rome has a famous old temple.",
+}
+SETTINGS = [
+    "model.device=cpu",
+    "model.dtype=float32",
+    "model.threads=1",
+    "adapt.epochs=1",
+    "adapt.rank=8",
+    "self_edit.max_new_tokens=8",
+    "eval.max_answer_tokens=6",
+    "update.gate=false",  # the tiny random model learns too little to pass the retention gate
+    "ingest.min_words=5",
+    "ingest.batch_wait_s=0",
+]
+TIMEOUT_S = 180.0
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _ledger(home: Path) -> Path:
+    return home / "ledger.sqlite"
+
+
+def _drop_ledger_files(home: Path, keep_main: bool) -> None:
+    for suffix in ("-wal", "-shm") if keep_main else ("", "-wal", "-shm"):
+        Path(f"{_ledger(home)}{suffix}").unlink(missing_ok=True)
+
+
+def empty_ledger(home: Path) -> None:
+    """`: > ledger.sqlite`: the file is there, with nothing in it."""
+    _drop_ledger_files(home, keep_main=True)
+    _ledger(home).write_bytes(b"")
+
+
+def delete_ledger(home: Path) -> None:
+    _drop_ledger_files(home, keep_main=False)
+
+
+def flip_page(home: Path) -> None:
+    """Overwrite the start of the adapter_versions table's root page (a b-tree page header)."""
+    conn = sqlite3.connect(_ledger(home))
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'adapter_versions'"
+    ).fetchone()[0]
+    conn.close()
+    with open(_ledger(home), "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xa5" * 64)
+
+
+def _edit_ledger(home: Path, sql: str) -> None:
+    conn = sqlite3.connect(_ledger(home))
+    conn.execute("PRAGMA foreign_keys = OFF")  # damage is what foreign keys would refuse
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def dangle_current(home: Path) -> None:
+    _edit_ledger(home, "UPDATE pointers SET version = 99 WHERE name = 'current'")
+
+
+def delete_current(home: Path) -> None:
+    _edit_ledger(home, "DELETE FROM pointers WHERE name = 'current'")
+
+
+def _remove(relative: str) -> Callable[[Path], None]:
+    def damage(home: Path) -> None:
+        target = home / relative
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    return damage
+
+
+def read_only(home: Path) -> None:
+    """Nothing to change on disk: the command runs with `home` mounted read-only (run_command)."""
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "ledger-emptied": empty_ledger,
+    "ledger-deleted": delete_ledger,
+    "ledger-page-flipped": flip_page,
+    "current-dangling": dangle_current,
+    "current-row-deleted": delete_current,
+    "read-only-home": read_only,
+    "marker-deleted": _remove("seal-home.json"),
+    "vectors-deleted": _remove("vectors"),
+    "old-version-folder-deleted": _remove("adapters/versions/v000001"),
+    "adapters-folder-deleted": _remove("adapters"),
+}
+COMMANDS = ("status", "history", "learn", "ingest", "chat", "rollback", "export")
+# Damage that leaves the ledger unusable: a writer that exits 0 on it has reset or written it.
+LEDGER_DAMAGE = ("ledger-emptied", "ledger-deleted", "ledger-page-flipped")
+
+
+@dataclass
+class Setup:
+    """What every run shares: the baseline state, the documents, the --set flags."""
+
+    baseline: Path
+    docs: Path
+    settings: list[str]
+    work: Path
+
+
+def versions_on_disk(home: Path) -> list[int]:
+    folder = home / "adapters" / "versions"
+    names = sorted(p.name for p in folder.glob("v[0-9]*")) if folder.is_dir() else []
+    return [int(n[1:]) for n in names if n[1:].isdigit()]
+
+
+def ledger_versions(home: Path) -> list[int] | None:
+    """The versions a readable ledger names (None: no readable ledger)."""
+    path = _ledger(home)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = conn.execute("SELECT version FROM adapter_versions ORDER BY version").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return [r[0] for r in rows]
+
+
+def seal(args: list[str], settings: list[str], stdin: str = "") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "agent.cli", *args, *(a for s in settings for a in ("--set", s))]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        cmd, input=stdin, capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S
+    )
+
+
+def read_only_prefix(home: Path) -> list[str] | None:
+    """A command prefix that runs with `home` mounted read-only: a private mount namespace where
+    root may bind-mount; else (not root) the folder is made unwritable. None: neither works."""
+    if os.geteuid() != 0:
+        for path in [home, *home.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return []
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, str(home)]
+
+
+def command_args(command: str, home: Path, setup: Setup, n: int) -> tuple[list[str], str]:
+    """The command line (after `seal`) and the standard input of `command` on `home`."""
+    args = {
+        "status": ["status"],
+        "history": ["history"],
+        "learn": ["learn", str(setup.docs / "tower.txt")],
+        "ingest": ["ingest", str(setup.docs / "inbox")],
+        "chat": ["chat"],
+        "rollback": ["rollback", "1"],
+        "export": ["export", str(setup.work / f"export-{n}.tar.gz")],
+    }[command]
+    return [*args, "--home", str(home)], "/quit\n" if command == "chat" else ""
+
+
+def run_pair(damage: str, command: str, setup: Setup, n: int) -> dict:
+    home = setup.work / f"home-{n}"
+    shutil.copytree(setup.baseline, home)
+    DAMAGES[damage](home)
+    before = versions_on_disk(home)
+    args, stdin = command_args(command, home, setup, n)
+    prefix: list[str] | None = []
+    if damage == "read-only-home":
+        prefix = read_only_prefix(home)
+        if prefix is None:
+            return {"damage": damage, "command": command, "skipped": "no read-only mount"}
+    started = time.monotonic()
+    if prefix:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        flags = [a for s in setup.settings for a in ("--set", s)]
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "agent.cli", *args, *flags],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=TIMEOUT_S,
+        )
+    else:
+        done = seal(args, setup.settings, stdin)
+    after = versions_on_disk(home)
+    named = ledger_versions(home)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    row = {
+        "damage": damage,
+        "command": command,
+        "exit_code": done.returncode,
+        "traceback": TRACEBACK in done.stderr or TRACEBACK in done.stdout,
+        "versions_before": before,
+        "versions_after": after,
+        "message": (errors[0] if errors else "")[:400],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    row["deleted_versions"] = sorted(set(before) - set(after))
+    # A reset: a writer that succeeded on a lost or damaged ledger, or a readable ledger that no
+    # longer names the versions the damaged state had.
+    row["silent_reset"] = done.returncode == 0 and (
+        (damage in LEDGER_DAMAGE and command not in ("status", "history"))
+        or (named is not None and not set(before) <= set(named))
+    )
+    clean_error = done.returncode == 2 and bool(errors)
+    row["ok"] = (
+        not row["traceback"]
+        and not row["deleted_versions"]
+        and not row["silent_reset"]
+        and (done.returncode == 0 or clean_error)
+    )
+    if done.returncode not in (0, 2) or (done.returncode == 2 and not errors):
+        row["stderr_tail"] = done.stderr[-1500:]
+    if damage == "read-only-home" and os.geteuid() != 0:
+        for path in [home, *home.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    shutil.rmtree(home, ignore_errors=True)
+    return row
+
+
+def write_documents(work: Path) -> Path:
+    """The documents the commands read: DOCUMENTS, and an inbox folder for `seal ingest`."""
+    docs = work / "docs"
+    (docs / "inbox").mkdir(parents=True)
+    for name, text in DOCUMENTS.items():
+        (docs / name).write_text(text + "\n", encoding="utf-8")
+    (docs / "inbox" / "bridge.txt").write_text(DOCUMENTS["bridge.txt"] + "\n", encoding="utf-8")
+    return docs
+
+
+def build_baseline(work: Path, settings: list[str]) -> Setup:
+    """Learn paris.txt then rome.txt: adapter versions v1 and v2, v2 current."""
+    docs = write_documents(work)
+    baseline = work / "baseline"
+    for name in ("paris.txt", "rome.txt"):
+        done = seal(["learn", str(docs / name), "--home", str(baseline)], settings)
+        if done.returncode != 0:
+            raise SystemExit(f"the baseline `seal learn {name}` failed:\n{done.stderr[-2000:]}")
+    if versions_on_disk(baseline) != [1, 2]:
+        raise SystemExit(f"baseline has versions {versions_on_disk(baseline)}, expected [1, 2]")
+    return Setup(baseline, docs, settings, work)
+
+
+def run_pairs(setup: Setup, pairs: list[tuple[str, str]]) -> dict:
+    """Each (damage, command) pair on a fresh copy of the baseline: {"rows", "summary"}."""
+    rows = [run_pair(damage, command, setup, n) for n, (damage, command) in enumerate(pairs)]
+    done = [r for r in rows if "skipped" not in r]
+    summary = {
+        "pairs": len(rows),
+        "skipped": len(rows) - len(done),
+        "tracebacks": sum(r["traceback"] for r in done),
+        "deleted_versions": sum(len(r["deleted_versions"]) for r in done),
+        "silent_resets": sum(r["silent_reset"] for r in done),
+        "worked": sum(r["exit_code"] == 0 for r in done),
+        "refused_clearly": sum(r["exit_code"] == 2 and r["ok"] for r in done),
+        "failures": [f"{r['damage']} x {r['command']}" for r in done if not r["ok"]],
+    }
+    return {"rows": rows, "summary": summary}
+
+
+def run(
+    settings: list[str], pairs: list[tuple[str, str]] | None = None, model: Path | None = None
+) -> dict:
+    """The pairs (default: every damage x every command) on a baseline learned with `model`
+    (default: the tests' tiny model, built in a temporary folder)."""
+    pairs = pairs or [(d, c) for d in DAMAGES for c in COMMANDS]
+    with tempfile.TemporaryDirectory(prefix="seal-adversary-") as tmp:
+        model = model or build_tiny_model(Path(tmp) / "tiny-model")
+        setup = build_baseline(Path(tmp), [f"model.name={model}", *settings])
+        return run_pairs(setup, pairs)
+
+
+def measure_check(documents: int) -> dict:
+    """quick_check and integrity_check on a ledger of `documents` ingested documents, each with 3
+    passages of 160 words, a self-edit of 8 sequences and 5 probes (what ingest writes)."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(3000)] + ["the", "of", "and", "to", "in", "a", "is"]
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    with tempfile.TemporaryDirectory(prefix="seal-quick-check-") as tmp:
+        path = Path(tmp) / "ledger.sqlite"
+        ledger = Ledger(path)
+        with ledger.transaction():
+            for d in range(documents):
+                passages = [(text(160), f"p{d}-{i}") for i in range(3)]
+                doc, ids = ledger.add_document(
+                    namespace="user",
+                    source="ingest",
+                    uri=f"https://example.org/{d}",
+                    title=text(8),
+                    content_hash=f"h{d}",
+                    chars=3000,
+                    passages=passages,
+                )
+                sequences = [text(40) for _ in range(8)]
+                ledger.add_self_edit(
+                    document_id=doc,
+                    passage_id=ids[0],
+                    format="implications",
+                    text=text(300),
+                    sequences=sequences,
+                )
+                for i in range(5):
+                    ledger.add_probe(
+                        document_id=doc,
+                        passage_id=ids[i % 3],
+                        question=text(10) + "?",
+                        answer=text(3),
+                        origin="generated",
+                    )
+        ledger.close()
+        conn = sqlite3.connect(path)
+        timings = {}
+        for name, check in (
+            ("quick_check_s", lambda: quick_check(conn)),
+            ("integrity_check_s", lambda: conn.execute("PRAGMA integrity_check").fetchall()),
+        ):
+            started = time.perf_counter()
+            check()
+            timings[name] = round(time.perf_counter() - started, 3)
+        conn.close()
+        return {"documents": documents, "megabytes": round(path.stat().st_size / 1e6, 1), **timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/hardening"))
+    ap.add_argument("--model", type=Path, help="model folder (default: the tests' tiny model)")
+    ap.add_argument("--damage", action="append", choices=list(DAMAGES), help="only these")
+    ap.add_argument("--command", action="append", choices=COMMANDS, help="only these")
+    ap.add_argument("--measure-check", type=int, metavar="DOCUMENTS", help="time quick_check")
+    args = ap.parse_args(argv)
+    if args.measure_check:
+        print(json.dumps(measure_check(args.measure_check), indent=2))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    pairs = [(d, c) for d in args.damage or DAMAGES for c in args.command or COMMANDS]
+    result = run(SETTINGS, pairs, args.model)
+    write_atomic(args.out / "damage.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["summary"], indent=2))
+    for row in result["rows"]:
+        verdict = "skipped" if "skipped" in row else ("ok" if row["ok"] else "FAIL")
+        code, message = row.get("exit_code", "-"), row.get("message", "")[:90]
+        print(f"{verdict:7} {row['damage']:28} {row['command']:9} exit {code}  {message}")
+    return 0 if not result["summary"]["failures"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
