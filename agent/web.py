@@ -92,7 +92,7 @@ class _DeadlineStream:
         self._stream, self._backend = stream, backend
 
     def _left(self, timeout: float | None, error: str) -> float:
-        import httpcore  # (httpx's core; imported with the first Fetcher)
+        import httpcore  # httpx's core: both load with the first Fetcher
 
         left = self._backend.deadline - time.monotonic()
         if left <= 0:
@@ -117,53 +117,57 @@ class _DeadlineStream:
         return self._stream.get_extra_info(info)
 
 
+def _resolve(host: str, port: int) -> list[Address]:
+    """Every address `host` resolves to (an address literal: itself), in resolver order."""
+    import httpcore
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+    found = (ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)  # no zone id
+    return list(dict.fromkeys(found))
+
+
 class _GuardedBackend:
     """httpcore's NetworkBackend interface: its sockets, opened only to addresses the policy
     allows, each bounded by the request's deadline."""
 
     def __init__(self, policy: AddressPolicy):
-        import httpcore  # (httpx's core; imported with the first Fetcher)
+        import httpcore  # httpx's core: both load with the first Fetcher
 
         self.policy = policy
         self.deadline = float("inf")  # set by Fetcher.get for each request
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        import httpcore  # (httpx's core; imported with the first Fetcher)
+        import httpcore
 
         host = host.decode() if isinstance(host, bytes) else host
-        try:
-            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
-        addresses = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
+        addresses = _resolve(host, port)
         for address in addresses:  # every address the name has: none may be refused
             refusal = self.policy.refusal(address)
             if refusal:
-                named = (
-                    host.strip("[]")
-                    if host.strip("[]") == str(address)
-                    else (f"{host} resolves to {address}")
-                )
+                named = host if host == str(address) else f"{host} resolves to {address}"
                 raise AddressRefused(
                     f"{named}: not a public address ({refusal}); URLs may only reach public "
                     "addresses unless network.allow_private_addresses or "
                     "network.allowed_networks allow others"
                 )
-        error: Exception | None = None
-        for address in addresses:
+        error: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:  # the checked address, not the name again (DNS rebinding)
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise httpcore.ConnectTimeout("whole-request deadline passed")
+            wait = left if timeout is None else min(timeout, left)
             try:
-                left = self.deadline - time.monotonic()
-                wait = left if timeout is None else min(timeout, left)
-                if wait <= 0:
-                    raise httpcore.ConnectTimeout("whole-request deadline passed")
                 stream = self._inner.connect_tcp(
                     str(address), port, wait, local_address, socket_options
                 )
                 return _DeadlineStream(stream, self)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
-        raise error or httpcore.ConnectError(f"{host} has no address")
+        raise error
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise OSError("unix sockets are not fetched")

@@ -169,8 +169,12 @@ def ledger_versions(home: Path) -> list[int] | None:
     return [r[0] for r in rows]
 
 
-def seal(args: list[str], settings: list[str], stdin: str = "") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "agent.cli", *args, *(a for s in settings for a in ("--set", s))]
+def seal(
+    args: list[str], settings: list[str], stdin: str = "", prefix: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """`seal ARGS --set SETTINGS...` as a process; `prefix`: what to run it under (a mount)."""
+    flags = [a for s in settings for a in ("--set", s)]
+    cmd = [*(prefix or []), sys.executable, "-m", "agent.cli", *args, *flags]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         cmd, input=stdin, capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S
@@ -205,6 +209,24 @@ def command_args(command: str, home: Path, setup: Setup, n: int) -> tuple[list[s
     return [*args, "--home", str(home)], "/quit\n" if command == "chat" else ""
 
 
+def judge(row: dict, done: subprocess.CompletedProcess, named: list[int] | None) -> None:
+    """Add the verdict to a row: what was deleted, whether the ledger was reset, and `ok`: the
+    command worked (0) or refused with one `error:` line (2), with no traceback, no version
+    deleted and no reset. `named`: the versions the ledger names after the command."""
+    before, errors = set(row["versions_before"]), row["message"]
+    row["deleted_versions"] = sorted(before - set(row["versions_after"]))
+    # A reset: a writer that succeeded on a lost or damaged ledger, or a readable ledger that no
+    # longer names the versions the damaged state had.
+    row["silent_reset"] = done.returncode == 0 and (
+        (row["damage"] in LEDGER_DAMAGE and row["command"] not in ("status", "history"))
+        or (named is not None and not before <= set(named))
+    )
+    clean = done.returncode == 0 or (done.returncode == 2 and bool(errors))
+    row["ok"] = clean and not (row["traceback"] or row["deleted_versions"] or row["silent_reset"])
+    if not clean:
+        row["stderr_tail"] = done.stderr[-1500:]
+
+
 def run_pair(damage: str, command: str, setup: Setup, n: int) -> dict:
     home = setup.work / f"home-{n}"
     shutil.copytree(setup.baseline, home)
@@ -217,20 +239,7 @@ def run_pair(damage: str, command: str, setup: Setup, n: int) -> dict:
         if prefix is None:
             return {"damage": damage, "command": command, "skipped": "no read-only mount"}
     started = time.monotonic()
-    if prefix:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        flags = [a for s in setup.settings for a in ("--set", s)]
-        done = subprocess.run(
-            [*prefix, sys.executable, "-m", "agent.cli", *args, *flags],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=TIMEOUT_S,
-        )
-    else:
-        done = seal(args, setup.settings, stdin)
+    done = seal(args, setup.settings, stdin, prefix)
     after = versions_on_disk(home)
     named = ledger_versions(home)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -244,22 +253,7 @@ def run_pair(damage: str, command: str, setup: Setup, n: int) -> dict:
         "message": (errors[0] if errors else "")[:400],
         "seconds": round(time.monotonic() - started, 1),
     }
-    row["deleted_versions"] = sorted(set(before) - set(after))
-    # A reset: a writer that succeeded on a lost or damaged ledger, or a readable ledger that no
-    # longer names the versions the damaged state had.
-    row["silent_reset"] = done.returncode == 0 and (
-        (damage in LEDGER_DAMAGE and command not in ("status", "history"))
-        or (named is not None and not set(before) <= set(named))
-    )
-    clean_error = done.returncode == 2 and bool(errors)
-    row["ok"] = (
-        not row["traceback"]
-        and not row["deleted_versions"]
-        and not row["silent_reset"]
-        and (done.returncode == 0 or clean_error)
-    )
-    if done.returncode not in (0, 2) or (done.returncode == 2 and not errors):
-        row["stderr_tail"] = done.stderr[-1500:]
+    judge(row, done, named)
     if damage == "read-only-home" and os.geteuid() != 0:
         for path in [home, *home.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
@@ -317,6 +311,35 @@ def run(
         model = model or build_tiny_model(Path(tmp) / "tiny-model")
         setup = build_baseline(Path(tmp), [f"model.name={model}", *settings])
         return run_pairs(setup, pairs)
+
+
+def table(result: dict) -> str:
+    """damage.json as a Markdown table: each cell the command's exit status, `ok` when it worked
+    (0) or refused with one clear line (2), and what went wrong otherwise."""
+    rows = result["rows"]
+    commands = list(dict.fromkeys(r["command"] for r in rows))
+    lines = [
+        "| damage | " + " | ".join(commands) + " |",
+        "|---" * (len(commands) + 1) + "|",
+    ]
+    for damage in dict.fromkeys(r["damage"] for r in rows):
+        cells = []
+        for command in commands:
+            [row] = [r for r in rows if r["damage"] == damage and r["command"] == command]
+            if "skipped" in row:
+                cells.append("skipped")
+                continue
+            wrong = [k for k in ("traceback", "silent_reset") if row[k]]
+            wrong += ["deleted versions"] if row["deleted_versions"] else []
+            cells.append(f"{row['exit_code']} " + (", ".join(wrong) if wrong else "ok"))
+        lines.append(f"| {damage} | " + " | ".join(cells) + " |")
+    s = result["summary"]
+    lines.append(
+        f"\n{s['pairs']} pairs: {s['worked']} worked (exit 0), {s['refused_clearly']} refused "
+        f"with one line (exit 2); {s['tracebacks']} tracebacks, {s['deleted_versions']} deleted "
+        f"versions, {s['silent_resets']} silent resets."
+    )
+    return "\n".join(lines) + "\n"
 
 
 def measure_check(documents: int) -> dict:
@@ -388,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(d, c) for d in args.damage or DAMAGES for c in args.command or COMMANDS]
     result = run(SETTINGS, pairs, args.model)
     write_atomic(args.out / "damage.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(args.out / "damage.md", table(result))
     print(json.dumps(result["summary"], indent=2))
     for row in result["rows"]:
         verdict = "skipped" if "skipped" in row else ("ok" if row["ok"] else "FAIL")

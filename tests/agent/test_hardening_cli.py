@@ -55,6 +55,17 @@ def test_status_names_the_trained_model_and_counts_only_versions_on_disk(
     assert info["model"] == str(tiny_model_dir) and info["missing_version_folders"] == [1]
     assert info["current_version"] == 2 and info["current_damage"] is None
 
+    (tmp_path / "home" / "ledger.sqlite").write_bytes(b"")  # `: > ledger.sqlite`
+    status, _, err = seal(capsys, "learn", squad_file, *home, *tiny_cli_settings)
+    assert status == 2 and "is empty (0 bytes) but" in err and "seal doctor" in err
+    status, out, _ = seal(capsys, "doctor", *home)
+    assert status == 1 and "problem: ledger" in out and "fix: `seal doctor --rebuild" in out
+    status, out, _ = seal(capsys, "doctor", "--rebuild", *home)
+    assert status == 0 and "adapter versions restored from their manifests: v2" in out
+    assert "current adapter: v2" in out
+    status, out, _ = seal(capsys, "status", *home, *tiny_cli_settings)
+    assert status == 0 and "adapter: v2" in out
+
 
 class _Hub(http.server.BaseHTTPRequestHandler):
     """Stands in for the Hugging Face Hub: records every request it gets."""
