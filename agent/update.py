@@ -29,6 +29,7 @@ from pathlib import Path
 from agent.core.config import SealConfig
 from agent.core.inner_loop import train_adapter
 from agent.merge import run_base_merge, updates_since_merge
+from policies.anchors import ANCHOR_DOCUMENT, anchor_score, anchor_sequences, choose_anchors
 from policies.replay import choose_replay, replay_count
 from policies.retention import (
     Check,
@@ -53,8 +54,9 @@ class NewMaterial:
     passage_texts: list[str]  # to find the earlier passages most likely to interfere
 
 
-def _candidate_continual(state, runtime, cfg, material, parent, seed):
-    """Continue training the current adapter on the new self-edits plus a replay sample."""
+def _candidate_continual(state, runtime, cfg, material, parent, seed, anchored):
+    """Continue training the current adapter on the new self-edits plus a replay sample (and the
+    anchors' sequences)."""
     replay = choose_replay(
         state.ledger,
         replay_count(len(material.self_edit_ids), cfg.update.replay_ratio),
@@ -63,7 +65,7 @@ def _candidate_continual(state, runtime, cfg, material, parent, seed):
         exclude_documents=material.document_ids,
         runtime=runtime,
     )
-    sequences = material.sequences + [s for item in replay for s in item.sequences]
+    sequences = material.sequences + [s for item in replay for s in item.sequences] + anchored
     log = train_adapter(runtime, sequences, cfg.adapt, reset=parent == BASE)
 
     def commit() -> int:
@@ -79,13 +81,13 @@ def _candidate_continual(state, runtime, cfg, material, parent, seed):
     return log, replay, len(sequences), strategy, commit
 
 
-def _candidate_per_document(state, runtime, cfg, material, parent, folder: Path):
+def _candidate_per_document(state, runtime, cfg, material, parent, folder: Path, anchored):
     """A fresh adapter on the new self-edits, combined with the current one's documents."""
     adapters = state.adapters
     # The current adapter's parts: its document adapters, or itself if trained otherwise.
     kind = state.ledger.adapter_version(parent)["kind"] if parent else None
     parts = adapters.components(parent) if kind == "consolidated" else [parent] if parent else []
-    log = train_adapter(runtime, material.sequences, cfg.adapt, reset=True)
+    log = train_adapter(runtime, material.sequences + anchored, cfg.adapt, reset=True)
     document = runtime.save_adapter(folder / "document")
     runtime.combine_adapters(
         [*(adapters.path(v) for v in parts), document],
@@ -134,19 +136,30 @@ def run_update(
     )
     checked = [*material.document_ids, *old_docs]
     before = score_documents(runtime, state, checked, cfg) if cfg.update.gate else {}
+    anchors = choose_anchors(runtime, cfg.eval, cfg.update.anchors, random.Random(seed))
+    anchored = anchor_sequences(runtime, cfg.eval, anchors.trained)
+    if cfg.update.gate and anchors.checked:
+        before[ANCHOR_DOCUMENT] = anchor_score(runtime, cfg.eval, anchors.checked)
+        old_docs = [*old_docs, ANCHOR_DOCUMENT]
+
+    def score_after() -> dict[int, float]:
+        scores = score_documents(runtime, state, checked, cfg)
+        if ANCHOR_DOCUMENT in before:
+            scores[ANCHOR_DOCUMENT] = anchor_score(runtime, cfg.eval, anchors.checked)
+        return scores
 
     with tempfile.TemporaryDirectory(prefix=".candidate-", dir=state.home) as tmp:
         if cfg.update.strategy == "per-document":
             log, replay, n_sequences, strategy, commit = _candidate_per_document(
-                state, runtime, cfg, material, parent, Path(tmp)
+                state, runtime, cfg, material, parent, Path(tmp), anchored
             )
         else:
             log, replay, n_sequences, strategy, commit = _candidate_continual(
-                state, runtime, cfg, material, parent, seed
+                state, runtime, cfg, material, parent, seed, anchored
             )
         new, old, after, repairs = [], [], {}, 0
         if cfg.update.gate:
-            after = score_documents(runtime, state, checked, cfg)
+            after = score_after()
             new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
             old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
             accept, reason = decide(new, old, cfg.update)
@@ -157,7 +170,9 @@ def run_update(
                 if not items:
                     break
                 repairs += 1
-                sequences = material.sequences + [s for item in items for s in item.sequences]
+                sequences = (
+                    material.sequences + [s for item in items for s in item.sequences] + anchored
+                )
                 more = train_adapter(
                     runtime,
                     sequences,
@@ -169,7 +184,7 @@ def run_update(
                 n_sequences += len(sequences)
                 known = {item.self_edit_id for item in replay}
                 replay += [item for item in items if item.self_edit_id not in known]
-                after = score_documents(runtime, state, checked, cfg)
+                after = score_after()
                 new = [Check(c.document_id, c.before, after[c.document_id]) for c in new]
                 old = [Check(c.document_id, c.before, after[c.document_id]) for c in old]
                 accept, reason = decide(new, old, cfg.update)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from policies.augment import answer_spans, cloze_question
+
 LEARN = "learn"
 SKIP = "skip"
 
@@ -103,13 +105,16 @@ def gate_record(inputs: GateInputs, decision: GateDecision) -> dict:
 
 # ------------------------------------------------------------------ conversation facts
 def statement_probes(title: str, text: str) -> list[tuple[str, str]]:
-    """Probes for a short stated fact, which has too few words for cloze probes
-    (policies/probes.py needs 8): each sentence with its last word or two held out, so the
-    update of a fact measures itself like a document's ("Our office moved to ..." -> "Lyon")."""
+    """Probes for a short stated fact, which has too few words for cloze probes (policies/
+    probes.py needs 8): each answer span asked for in the sentence's own words ("Our office moved
+    to what?" -> "Lyon", policies/augment.py), the shape a fact is asked in; a sentence with no
+    span has its last words held out instead ("Our office moved to ..." -> "Lyon")."""
     probes = []
     for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        spans = answer_spans(sentence)
+        probes += [(cloze_question(sentence, span), span) for span in spans]
         words = sentence.rstrip(".!").split()
-        if len(words) >= 3:
+        if not spans and len(words) >= 3:
             held = max(1, len(words) // 4)
             prefix = " ".join(words[:-held])
             answer = " ".join(words[-held:])

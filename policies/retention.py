@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from agent.core.answering import Question, answer_and_grade, question_prompt
 from agent.core.config import SealConfig, UpdateConfig
 from agent.core.inner_loop import TrainLog
+from policies.anchors import ANCHOR_DOCUMENT
 from stores.state import State
 
 
@@ -52,6 +53,10 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def _named(document_id: int) -> str:
+    return "the anchor questions" if document_id == ANCHOR_DOCUMENT else f"document {document_id}"
+
+
 def decide(
     new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig, *, learns: bool = True
 ) -> tuple[bool, str]:
@@ -70,7 +75,7 @@ def decide(
         mean_drop = -_mean([c.change for c in old])
         if -worst.change > cfg.max_passage_drop:
             return False, (
-                f"document {worst.document_id} dropped {-worst.change:.3f} "
+                f"{_named(worst.document_id)} dropped {-worst.change:.3f} "
                 f"(tolerance {cfg.max_passage_drop})"
             )
         if mean_drop > cfg.max_mean_drop:
@@ -80,7 +85,7 @@ def decide(
             )
         parts.append(
             f"{len(old)} earlier documents: mean change {-mean_drop:+.3f}, worst "
-            f"{worst.change:+.3f} (document {worst.document_id})"
+            f"{worst.change:+.3f} ({_named(worst.document_id)})"
         )
     return True, "; ".join(parts) or "no earlier documents to check"
 
@@ -91,7 +96,7 @@ def repairable(new: Sequence[Check], old: Sequence[Check], cfg: UpdateConfig) ->
     nothing)."""
     if new and _mean([c.change for c in new]) <= cfg.min_new_gain:
         return []
-    return [c.document_id for c in old if c.change < 0]
+    return [c.document_id for c in old if c.change < 0 and c.document_id != ANCHOR_DOCUMENT]
 
 
 def retention_documents(

@@ -271,6 +271,14 @@ class UpdateConfig(_Section):
         4, ge=0, description="Earlier passages checked at random, so all are checked over time."
     )
     probes_per_passage: int = Field(5, ge=1, description="Questions asked per checked passage.")
+    anchors: int = Field(
+        8,
+        ge=0,
+        le=20,
+        description="Everyday questions (policies/anchors.py) trained with every update in the "
+        "answer prompt, with the base model's own answers, and as many others checked by the "
+        "retention gate: learned facts must not become the answer to everything (0: off).",
+    )
     merge_every: int = Field(
         0,
         ge=0,

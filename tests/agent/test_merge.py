@@ -18,7 +18,7 @@ def config(tiny_model_dir, tiny_adapt, dtype="float32", **update) -> SealConfig:
         update={"name": str(tiny_model_dir), "device": "cpu", "dtype": dtype}
     )
     cfg.adapt = tiny_adapt(epochs=8, learning_rate=1e-2)
-    cfg.update = cfg.update.model_copy(update={"replay_ratio": 0.0, **update})
+    cfg.update = cfg.update.model_copy(update={"replay_ratio": 0.0, "anchors": 0, **update})
     return cfg
 
 

@@ -1,12 +1,16 @@
 """The gated update with the tiny model and real stores (SQLite, chromadb, adapter folders)."""
 
+import json
+
 import pytest
 import torch
 
 from agent.core.answering import ANSWER_PROMPT
 from agent.core.config import SealConfig
 from agent.update import NewMaterial, run_update
+from policies.anchors import ANCHOR_DOCUMENT
 from policies.replay import choose_replay
+from policies.retention import Check, decide
 from stores.state import State
 
 
@@ -17,7 +21,8 @@ def qa(question: str, answer: str) -> str:
 def config(tiny_adapt, **update) -> SealConfig:
     cfg = SealConfig()
     cfg.adapt = tiny_adapt(epochs=8, learning_rate=1e-2)
-    cfg.update = cfg.update.model_copy(update={"replay_ratio": 0.0, **update})
+    # anchors off unless a test asks for them: the tiny model's answers to them are noise
+    cfg.update = cfg.update.model_copy(update={"replay_ratio": 0.0, "anchors": 0, **update})
     return cfg
 
 
@@ -205,3 +210,25 @@ def test_a_repair_round_restores_what_the_candidate_hurt(state, make_runtime, ti
     assert repaired.repairs >= 1 and "replayed documents" in repaired.reason
     assert repaired.old[0].change > refused.old[0].change  # France recovered
     assert repaired.new[0].change > 0 and replayed == 1  # France's self-edit, recorded
+
+
+def test_anchors_are_trained_with_the_update_and_checked_by_the_gate(
+    state, make_runtime, tiny_adapt
+):
+    runtime = make_runtime(tiny_adapt())
+    cfg = config(tiny_adapt, anchors=3, max_passage_drop=100.0, max_mean_drop=100.0)
+    france = add(state, *DOCS["france"])
+    result = run_update(state, runtime, cfg, france)
+    assert result.decision == "accept", result.reason
+    assert result.log.n_sequences == len(france.sequences) + 3  # the self-edits and 3 anchors
+    assert [c.document_id for c in result.old] == [ANCHOR_DOCUMENT]  # 3 others, scored
+    [row] = state.ledger.history(limit=1)
+    assert "the anchor questions" in row["reason"]
+    [(after,)] = state.ledger.db.execute("SELECT retention_after FROM updates").fetchall()
+    assert str(ANCHOR_DOCUMENT) in json.loads(after)["old"]
+
+
+def test_a_drop_of_the_anchors_refuses_the_update():
+    strict = SealConfig().update.model_copy(update={"max_passage_drop": 0.5})
+    accept, reason = decide([Check(1, -3.0, -1.0)], [Check(ANCHOR_DOCUMENT, -1.0, -2.0)], strict)
+    assert not accept and reason.startswith("the anchor questions dropped 1.000")

@@ -2,7 +2,8 @@
 learned by the gated update and asked in other words; controls are chosen and re-asked."""
 
 from agent.core.config import SealConfig
-from evals.facts import Fact, report, run
+from evals.facts import CONTROL_CANDIDATES, Fact, report, run
+from policies.anchors import ANCHOR_QUESTIONS
 from stores.state import State
 
 FACTS = (
@@ -35,3 +36,11 @@ def test_facts_are_stated_learned_and_asked_in_other_words(make_runtime, tiny_ad
     assert len([h for h in history if h["kind"] == "update"]) == len(chosen) >= 1
     assert all(t["decision"] in ("accept", "rollback") for t in chosen)
     assert "facts learned (short answers)" in report(result)
+
+
+def test_controls_are_never_anchor_questions():
+    # the anchors are trained with every update: a control among them would be taught, not kept
+    controls = {q.lower() for q, _ in CONTROL_CANDIDATES}
+    assert not controls & {q.lower() for q in ANCHOR_QUESTIONS}
+    answers = {a.lower() for _, a in CONTROL_CANDIDATES}
+    assert not any(a in q.lower().split() for q in ANCHOR_QUESTIONS for a in answers)

@@ -109,8 +109,12 @@ def test_questions_commands_and_chit_chat_are_not_statements(message):
     assert detect_statement(message) is None
 
 
-def test_a_short_statement_gets_a_cloze_probe():
-    assert statement_probes("our conversation", "Our office moved to Lyon.") == [
-        ('How does this sentence about our conversation end: "Our office moved to ..."?', "Lyon")
+def test_a_short_statement_is_probed_on_its_answer_spans():
+    assert statement_probes("our conversation", "Our office moved to Lyon in March.") == [
+        ("Our office moved to what in March?", "Lyon"),
+        ("Our office moved to Lyon when?", "March"),
     ]
+    # no span to ask for: the sentence's ending is held out
+    [(question, answer)] = statement_probes("our conversation", "we moved out yesterday evening.")
+    assert question.endswith('end: "we moved out yesterday ..."?') and answer == "evening"
     assert statement_probes("t", "Hi there.") == []
