@@ -366,3 +366,5 @@ def test_ingest_reaches_no_private_address_cleans_feed_text_and_counts_retries(
     status, out, _ = seal(capsys, "ingest", "--status", "--home", home)
     assert f"source:  {other.base}/rss.xml (feed) last error" in out
     assert "127.0.0.2: not a public address (loopback); URLs may only reach public" in out
+    metadata = "http://169.254.169.254/latest/meta-data/ refused: 169.254.169.254: not a public"
+    assert f"rejected 1: {metadata} address (link-local (cloud metadata)); URLs may" in out
