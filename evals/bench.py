@@ -89,14 +89,15 @@ def median(xs: list[float]) -> float:
     return round(statistics.median(xs), 3) if xs else float("nan")
 
 
-def seal_recipe_train(runtime, sequences: list[str], adapt: AdaptConfig, epochs: int) -> float:
+def seal_recipe_train(runtime, sequences: list, adapt: AdaptConfig, epochs: int) -> float:
     """SEAL's published recipe: each line padded to 2048 tokens, labels = input ids (pads in the
     loss), HF Trainer on a fresh adapter. Returns the seconds Trainer.train took."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     tok = runtime.tokenizer
     rows = []
-    for text in sequences:
+    for item in sequences:
+        text = item if isinstance(item, str) else "".join(item)  # SEAL trains every token
         enc = tok(text, padding="max_length", truncation=True, max_length=SEAL_PAD_TO)
         rows.append({**enc, "labels": list(enc["input_ids"])})
     runtime.reset_adapter(adapt.seed)

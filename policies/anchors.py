@@ -95,9 +95,9 @@ def choose_anchors(
     return Anchors(pairs[:n], pairs[n:])
 
 
-def anchor_sequences(runtime: ModelRuntime, asking: EvalConfig, pairs) -> list[str]:
-    """Anchors as training sequences: the closed-book prompt followed by the answer."""
-    return [question_prompt(runtime, q, asking) + a for q, a in pairs]
+def anchor_sequences(runtime: ModelRuntime, asking: EvalConfig, pairs) -> list[list[str]]:
+    """Anchors as training sequences: (closed-book prompt, answer), trained on the answer."""
+    return [[question_prompt(runtime, q, asking), a] for q, a in pairs]
 
 
 def anchor_score(runtime: ModelRuntime, asking: EvalConfig, pairs) -> float:

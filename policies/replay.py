@@ -25,7 +25,8 @@ def sequence_loss(runtime, item: ReplayItem) -> float:
     """Mean negative log-likelihood per token of the item's sequences under the current model
     (each scored after an end-of-text token, as it follows one in packed training)."""
     eos = runtime.tokenizer.eos_token
-    scores = runtime.score([eos] * len(item.sequences), list(item.sequences))
+    pairs = [("", s) if isinstance(s, str) else s for s in item.sequences]  # (prompt, trained)
+    scores = runtime.score([eos + prompt for prompt, _ in pairs], [c for _, c in pairs])
     return -sum(s.logprob for s in scores) / max(1, sum(s.n_tokens for s in scores))
 
 

@@ -20,11 +20,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from agent.core.config import PolicyConfig, SealConfig
 from agent.core.errors import SealError
-from agent.core.inner_loop import PackedBatch, TrainLog, fit
+from agent.core.inner_loop import TrainLog, fit, pack, tokenize_sequences
 from agent.core.squad import SquadPassage
 from policies.executor import Executor, InnerLoopResult, InnerLoopTask
 from policies.self_edit import write_self_edits
@@ -188,39 +186,11 @@ def kept_pairs(records: Sequence[dict], round_: int) -> list[tuple[int, str]]:
 
 
 # ----------------------------------------------------------------------------- policy finetuning
-def pack_masked(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> PackedBatch:
-    """(prompt ids, completion ids) pairs back to back; loss only on the completions."""
-    ids, pos, labels = [], [], []
-    for prompt, completion in pairs:
-        ids.extend([*prompt, *completion])
-        pos.extend(range(len(prompt) + len(completion)))
-        labels.extend([-100] * len(prompt) + list(completion))
-    as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
-    return PackedBatch(as_row(ids), as_row(pos), as_row(labels))
-
-
-def tokenize_pairs(
-    runtime, pairs: Sequence[tuple[str, str]], max_tokens: int
-) -> list[tuple[list[int], list[int]]]:
-    """Token ids of each (prompt, completion); the completion ends in EOS, so the policy learns
-    where a self-edit stops, and is cut (never the prompt) to fit `max_tokens`."""
-    tok = runtime.tokenizer
-    out = []
-    for prompt, completion in pairs:
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        c_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        room = max_tokens - len(p_ids)
-        if room < 2:
-            raise SealError(f"a policy prompt has {len(p_ids)} tokens, over the cap {max_tokens}")
-        out.append((p_ids, c_ids[:room]))
-    return out
-
-
 def finetune_policy(
     runtime, pairs: Sequence[tuple[str, str]], policy: PolicyConfig, max_tokens: int
 ) -> TrainLog:
     """Train the policy slot (as loaded: the previous version, or fresh) on the pairs."""
-    token_pairs = tokenize_pairs(runtime, pairs, max_tokens)
+    token_pairs = tokenize_sequences(runtime, pairs, max_tokens)
     if not token_pairs:
         raise SealError("no (prompt, self-edit) pairs to finetune the policy on")
     with runtime.policy_active():
@@ -228,7 +198,7 @@ def finetune_policy(
             runtime,
             runtime.policy_parameters(),
             token_pairs,
-            pack_masked,
+            pack,
             policy.learning_rate,
             0.0,
             epochs=policy.epochs,

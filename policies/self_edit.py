@@ -28,7 +28,8 @@ from agent.core.errors import SealError
 from policies import augment
 from stores.policies import resolve_policy
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # both load torch; the types are all this module needs of them
+    from agent.core.inner_loop import TrainingSequence
     from agent.core.runtime import ModelRuntime
 
 
@@ -95,7 +96,7 @@ class SelfEdit:
     format: str
     raw: str
     items: list[str]
-    sequences: list[str]
+    sequences: list[TrainingSequence]  # texts, and (prompt, answer) pairs trained on the answer
     dropped: Counter = field(default_factory=Counter)
     fallback: bool = False  # nothing usable parsed: trained on the passage alone
 
@@ -232,7 +233,9 @@ def write_qa_spans(runtime: ModelRuntime, title: str, context: str, asking: Eval
         for span in augment.answer_spans(sentence)
     ]
     items = [f"Question: {question} Answer: {span}" for question, span in pairs]
-    sequences = [question_prompt(runtime, q, asking, title=title) + span for q, span in pairs]
+    sequences: list[TrainingSequence] = [
+        [question_prompt(runtime, q, asking, title=title), a] for q, a in pairs
+    ]
     sequences.append(f"{title}\n{context}")
     return SelfEdit("qa-spans", "", items, sequences, fallback=not items)
 

@@ -1,5 +1,10 @@
 """The inner loop: LoRA SFT of the knowledge adapter on a list of training sequences.
 
+A training sequence is a text, trained on every token, or a (prompt, completion) pair, trained on
+the completion only: a question-shaped self-edit teaches the answer to its question, not to write
+questions (trained on every token, SmolLM2-135M learned to answer "How many members does our team
+have?" with the training question "Our team has how many?", evals/facts.py).
+
 Sequences are packed: each optimizer step concatenates `batch_size` sequences into one row, with
 position ids restarting at every sequence so attention never crosses a boundary (transformers builds
 a block-diagonal causal mask from the position ids). No token is padding, so no compute or loss is
@@ -46,6 +51,11 @@ class TrainLog:
         }
 
 
+# A text (loss on every token) or a (prompt, completion) pair (loss on the completion only); pairs
+# arrive as lists once they went through the ledger's JSON.
+TrainingSequence = str | Sequence[str]
+
+
 @dataclass(frozen=True)
 class PackedBatch:
     input_ids: torch.Tensor  # (1, T) all sequences of the step back to back
@@ -54,24 +64,34 @@ class PackedBatch:
 
 
 def tokenize_sequences(
-    runtime: ModelRuntime, sequences: Sequence[str], max_tokens: int
-) -> list[list[int]]:
-    """Token ids per sequence, each ending in EOS so the model learns where an item stops."""
+    runtime: ModelRuntime, sequences: Sequence[TrainingSequence], max_tokens: int
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids) per sequence (a text has no prompt); the completion ends in
+    EOS, so the model learns where an item stops, and is cut, never the prompt, to `max_tokens`."""
     tok = runtime.tokenizer
     out = []
-    for text in sequences:
-        ids = tok(text, add_special_tokens=False)["input_ids"][: max_tokens - 1]
-        if ids:
-            out.append(ids + [tok.eos_token_id])
+    for item in sequences:
+        prompt, completion = ("", item) if isinstance(item, str) else item
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        c_ids = tok(completion, add_special_tokens=False)["input_ids"]
+        room = max_tokens - len(p_ids) - 1
+        if room < 1:
+            raise SealError(f"a training prompt has {len(p_ids)} tokens, over the cap {max_tokens}")
+        if c_ids:
+            out.append((p_ids, c_ids[:room] + [tok.eos_token_id]))
     return out
 
 
-def pack(token_lists: Sequence[Sequence[int]]) -> PackedBatch:
+def pack(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> PackedBatch:
+    """(prompt ids, completion ids) pairs back to back; loss on the completions only, and never
+    on a sequence's first token (nothing of its own predicts it)."""
     ids, pos, labels = [], [], []
-    for seq in token_lists:
-        ids.extend(seq)
-        pos.extend(range(len(seq)))
-        labels.extend([-100, *seq[1:]])
+    for prompt, completion in pairs:
+        ids.extend([*prompt, *completion])
+        pos.extend(range(len(prompt) + len(completion)))
+        own = [-100] * len(prompt) + list(completion)
+        own[0] = -100  # nothing of the sequence's own predicts its first token
+        labels.extend(own)
     as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
     return PackedBatch(as_row(ids), as_row(pos), as_row(labels))
 
@@ -92,9 +112,13 @@ def packed_loss(model, batch: PackedBatch, device: torch.device) -> tuple[torch.
 
 
 def train_adapter(
-    runtime: ModelRuntime, sequences: Sequence[str], adapt: AdaptConfig, *, reset: bool = True
+    runtime: ModelRuntime,
+    sequences: Sequence[TrainingSequence],
+    adapt: AdaptConfig,
+    *,
+    reset: bool = True,
 ) -> TrainLog:
-    """Fit the knowledge adapter to `sequences` (loss on every real token); returns the log.
+    """Fit the knowledge adapter to `sequences` (texts, and prompt-masked pairs); returns the log.
 
     With `reset` the adapter starts fresh from `adapt.seed`, so the update depends only on its
     inputs: the same sequences and config give the same weights on CPU.

@@ -14,12 +14,14 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from agent.core.answering import first_line, question_prompt
+from agent.core.config import NetworkConfig
 from agent.documents import DocumentError, is_url, read_source
 from agent.graph.context import AgentContext
 from agent.graph.prompts import CONVERSATION_TITLE, NOTHING_TO_LEARN, READ_ONLY, report_text
 from agent.graph.state import AgentState, DocumentRef, Gate, Hit, Material, Update
 from agent.learn import add_probes, self_edit_documents
 from agent.update import NewMaterial, run_update
+from agent.web import policy_of
 from policies.gate import (
     GateInputs,
     GateThresholds,
@@ -58,13 +60,15 @@ def conversation_statements(state: AgentState) -> list[str]:
 
 
 # ------------------------------------------------------------------ ingest
-def _sources(state: AgentState) -> tuple[list[tuple[str, str, str | None, str]], list[str]]:
-    """(text, source kind, uri, title) of what this run stores, and notes for what it cannot."""
-
+def _sources(
+    state: AgentState, network: NetworkConfig
+) -> tuple[list[tuple[str, str, str | None, str]], list[str]]:
+    """(text, source kind, uri, title) of what this run stores, and notes for what it cannot.
+    A URL reaches only the addresses the `network` config section allows."""
     request = state.get("request")
     if request == "feed":
         try:
-            documents, errors = read_source(state["source"])
+            documents, errors = read_source(state["source"], policy_of(network))
         except DocumentError as exc:
             return [], [str(exc)]
         kind = "url" if is_url(str(state["source"])) else "file"
@@ -86,7 +90,7 @@ def ingest(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     done = {"learned_upto": len(state.get("messages") or [])} if conversation else {}
     if ctx.state.read_only:
         return {"documents": [], "notes": [READ_ONLY]} | done
-    items, notes = _sources(state)
+    items, notes = _sources(state, ctx.cfg.network)
     refs: list[DocumentRef] = []
     for text, source, uri, title in items:
         stored = ctx.state.add_document(

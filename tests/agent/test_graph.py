@@ -1,11 +1,15 @@
 """The agent graph: routing as pure functions of the state, then the compiled graph with an
 in-memory checkpointer, the tiny model and a real state folder (SQLite, chromadb, adapters)."""
 
+import functools
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.core.config import SealConfig
+from agent.core.config import NetworkConfig, SealConfig
 from agent.graph import AgentContext, builder
 from agent.graph.graph import (
     route_after_gate,
@@ -181,3 +185,23 @@ def test_gate_skips_over_budget_and_read_only_cannot_learn(agent, tmp_path, cfg)
         assert asked["passages"] and isinstance(asked["messages"][-1], AIMessage)
     finally:
         reader.close()
+
+
+def test_a_fed_url_reaches_a_local_server_only_where_the_network_config_allows(agent, tmp_path):
+    graph, context, state = agent
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "paris.txt").write_text(PASSAGE, encoding="utf-8")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/paris.txt"
+    try:
+        refused = run(graph, context, turn("feed", source=url, defer_learning=True))
+        assert refused["documents"] == [] and "loopback" in refused["messages"][-1].content
+        context.cfg = context.cfg.model_copy(
+            update={"network": NetworkConfig(allowed_networks=["127.0.0.1/32"])}
+        )
+        fed = run(graph, context, turn("feed", source=url, defer_learning=True))
+        assert [d["id"] for d in fed["documents"]] == [1]
+    finally:
+        server.shutdown()

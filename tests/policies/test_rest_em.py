@@ -13,7 +13,6 @@ from policies.executor import InnerLoopResult
 from policies.rest_em import (
     finetune_policy,
     kept_pairs,
-    pack_masked,
     reward_key,
     round_stats,
     select_best,
@@ -97,13 +96,6 @@ def test_kept_pairs_and_round_stats_read_the_log():
 
 
 # ----------------------------------------------------------------------------- policy training
-def test_pack_masked_puts_loss_on_completions_only():
-    batch = pack_masked([([1, 2, 3], [4, 5]), ([6], [7, 8])])
-    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
-    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2]]
-    assert batch.labels.tolist() == [[-100, -100, -100, 4, 5, -100, 7, 8]]
-
-
 def completion_logprob(runtime, prompt: str, completion: str) -> float:
     return runtime.score([prompt], [completion])[0].mean_logprob
 
