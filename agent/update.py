@@ -14,7 +14,10 @@ then commit or roll back, with the decision and its evidence in the ledger.
        current (one ledger transaction), or
     -> reload the current adapter and record why the candidate was refused.
 
-The retention check and its record are policies/retention.py's, shared with merges into the base.
+Both candidates also train a few anchors (policies/anchors.py: everyday questions with the base
+model's own answers), and the check scores others, so learned facts do not become the answer to
+every question. The retention check and its record are policies/retention.py's, shared with
+merges into the base.
 """
 
 from __future__ import annotations

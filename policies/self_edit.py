@@ -185,8 +185,8 @@ def write_self_edits(
     seed: int = 0,
     asking: EvalConfig | None = None,
 ) -> list[SelfEdit]:
-    """Sample `cfg.num_candidates` self-edits in one batched call and parse each (qa-spans: one
-    self-edit pooling the K samples). `asking`: how questions are asked (eval config), which
+    """Sample `cfg.num_candidates` self-edits in one batched call and parse each (qa-spans: the
+    one self-edit the tools build). `asking`: how questions are asked (eval config), which
     question-shaped items copy.
 
     With `cfg.policy` set, the policy LoRA (stores/policies.py) writes them, in place of
@@ -203,7 +203,11 @@ def write_self_edits(
     if not fmt.generates:
         return [parse("")]
     prompt = self_edit_prompt(runtime, fmt, title, context, cfg)
-    with _writer(runtime, cfg):
+    writer = contextlib.nullcontext()
+    if cfg.policy is not None:
+        runtime.load_policy(resolve_policy(cfg.policy))
+        writer = runtime.policy_active()
+    with writer:
         [texts] = runtime.generate(
             [prompt],
             max_new_tokens=cfg.max_new_tokens,
@@ -214,14 +218,6 @@ def write_self_edits(
             seed=seed,
         )
     return [parse(text) for text in texts]
-
-
-def _writer(runtime: ModelRuntime, cfg: SelfEditConfig):
-    """The context self-edits are written in: the policy LoRA active, when one is configured."""
-    if cfg.policy is None:
-        return contextlib.nullcontext()
-    runtime.load_policy(resolve_policy(cfg.policy))
-    return runtime.policy_active()
 
 
 def write_qa_spans(runtime: ModelRuntime, title: str, context: str, asking: EvalConfig) -> SelfEdit:
