@@ -8,9 +8,10 @@ prefixed with the passage title, and the title-prefixed passage itself is append
 `qa-spans` is ours, for a small writer: the augmentation tools (policies/augment.py) pick answer
 spans of every sentence and ask for each with a question in the sentence's own words; each item
 trains the closed-book answer prompt followed by the span, the shape it is asked in, and nothing in
-it is not in the passage. Questions written by SmolLM2-135M itself for the same spans (a few-shot
-prompt, K=3 samples, kept only when faithful and answered with their span when read back with the
-sentence) were measured on one passage: 1 of 42 kept, 217 s; so the tools write them.
+it is not in the passage (self_edit.answer_only_loss trains the span alone). Questions written by
+SmolLM2-135M itself for the same spans (a few-shot prompt, K=3 samples, kept only when faithful and
+answered with their span when read back with the sentence) were measured on one passage: 1 of 42
+kept, 217 s; so the tools write them.
 """
 
 from __future__ import annotations
@@ -196,7 +197,9 @@ def write_self_edits(
         raise SealError(f"passage {title!r} is empty: nothing to learn from")
     fmt = fmt or get_format(cfg.format)
     if fmt.spans:
-        return [write_qa_spans(runtime, title, context, asking or EvalConfig())]
+        return [
+            write_qa_spans(runtime, title, context, asking or EvalConfig(), cfg.answer_only_loss)
+        ]
     parse = lambda text: parse_self_edit(  # noqa: E731
         fmt, text, title=title, context=context, cfg=cfg, count_tokens=runtime.count_tokens
     )
@@ -220,18 +223,24 @@ def write_self_edits(
     return [parse(text) for text in texts]
 
 
-def write_qa_spans(runtime: ModelRuntime, title: str, context: str, asking: EvalConfig) -> SelfEdit:
+def write_qa_spans(
+    runtime: ModelRuntime,
+    title: str,
+    context: str,
+    asking: EvalConfig,
+    answer_only: bool = False,
+) -> SelfEdit:
     """The qa-spans self-edit (module docstring): a question for every answer span of every
-    sentence, each trained as the closed-book prompt followed by the span, then the passage."""
+    sentence, each trained as the closed-book prompt followed by the span (`answer_only`: a
+    (prompt, span) pair, trained on the span alone), then the passage."""
     pairs = [
         (augment.cloze_question(sentence, span), span)
         for sentence in augment.sentences(context)
         for span in augment.answer_spans(sentence)
     ]
     items = [f"Question: {question} Answer: {span}" for question, span in pairs]
-    sequences: list[TrainingSequence] = [
-        [question_prompt(runtime, q, asking, title=title), a] for q, a in pairs
-    ]
+    prompts = [(question_prompt(runtime, q, asking, title=title), a) for q, a in pairs]
+    sequences: list[TrainingSequence] = [[p, a] if answer_only else p + a for p, a in prompts]
     sequences.append(f"{title}\n{context}")
     return SelfEdit("qa-spans", "", items, sequences, fallback=not items)
 

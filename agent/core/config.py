@@ -138,6 +138,12 @@ class SelfEditConfig(_Section):
     include_passage: bool = Field(
         True, description="Append the title-prefixed passage itself to the training sequences."
     )
+    answer_only_loss: bool = Field(
+        False,
+        description="qa-spans: train each question-answer item on the answer alone (the prompt "
+        "masked), not on the whole item. Measured once each (results/learning): on, 17/20 stated "
+        "facts learned but 6/20 controls kept and the demo 1/6; off, 14/20, 9/20 and 4/6.",
+    )
     min_item_chars: int = Field(12, ge=1, description="Items shorter than this are dropped.")
     max_item_tokens: int = Field(
         256, ge=8, description="Items longer than this many tokens are dropped."

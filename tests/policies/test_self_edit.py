@@ -238,7 +238,7 @@ def test_qa_spans_trains_each_span_in_the_shape_it_is_asked(runtime):
         ("Mira Okafor is our what?", "chief engineer"),
     ]
     assert edit.sequences == [
-        [question_prompt(runtime, q, asking, title="Acme"), a] for q, a in expected
+        question_prompt(runtime, q, asking, title="Acme") + a for q, a in expected
     ] + [f"Acme\n{context}"]
     assert edit.items[0] == "Question: Our office moved to what? Answer: Lyon"
     assert not edit.fallback and edit.raw == ""  # built by the tools: nothing generated
@@ -253,9 +253,18 @@ def test_qa_spans_asks_with_the_topic_when_questions_carry_it(runtime):
         fmt=FORMATS["qa-spans"],
         asking=EvalConfig(question_topic=True),
     )
-    prompt, answer = edit.sequences[0]
-    assert prompt.endswith("Question: Topic: Acme\nOur office moved to what?\nAnswer:\n")
-    assert answer == "Lyon"  # trained on the answer alone (a prompt-masked pair)
+    assert edit.sequences[0].endswith(
+        "Question: Topic: Acme\nOur office moved to what?\nAnswer:\nLyon"
+    )
+
+
+def test_qa_spans_can_train_the_answer_alone(runtime):
+    cfg = SelfEditConfig(answer_only_loss=True)
+    [edit] = write_self_edits(
+        runtime, "Acme", "Our office moved to Lyon.", cfg, fmt=FORMATS["qa-spans"]
+    )
+    prompt, answer = edit.sequences[0]  # a prompt-masked pair (agent/core/inner_loop.py)
+    assert prompt.endswith("Question: Our office moved to what?\nAnswer:\n") and answer == "Lyon"
 
 
 def test_qa_spans_without_spans_falls_back_to_the_passage(runtime):
