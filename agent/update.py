@@ -32,7 +32,7 @@ from pathlib import Path
 from agent.core.config import SealConfig
 from agent.core.inner_loop import train_adapter
 from agent.merge import run_base_merge, updates_since_merge
-from policies.anchors import ANCHOR_DOCUMENT, anchor_score, anchor_sequences, choose_anchors
+from policies.anchors import ANCHOR_DOCUMENT, anchor_sequences, choose_anchors
 from policies.replay import choose_replay, replay_count
 from policies.retention import (
     Check,
@@ -138,18 +138,15 @@ def run_update(
         else []
     )
     checked = [*material.document_ids, *old_docs]
-    before = score_documents(runtime, state, checked, cfg) if cfg.update.gate else {}
     anchors = choose_anchors(runtime, cfg.eval, cfg.update.anchors, random.Random(seed))
     anchored = anchor_sequences(runtime, cfg.eval, anchors.trained)
-    if cfg.update.gate and anchors.checked:
-        before[ANCHOR_DOCUMENT] = anchor_score(runtime, cfg.eval, anchors.checked)
-        old_docs = [*old_docs, ANCHOR_DOCUMENT]
 
-    def score_after() -> dict[int, float]:
-        scores = score_documents(runtime, state, checked, cfg)
-        if ANCHOR_DOCUMENT in before:
-            scores[ANCHOR_DOCUMENT] = anchor_score(runtime, cfg.eval, anchors.checked)
-        return scores
+    def score() -> dict[int, float]:  # the checked documents, and the checked anchors
+        return score_documents(runtime, state, checked, cfg, anchors.checked)
+
+    before = score() if cfg.update.gate else {}
+    if ANCHOR_DOCUMENT in before:
+        old_docs = [*old_docs, ANCHOR_DOCUMENT]
 
     with tempfile.TemporaryDirectory(prefix=".candidate-", dir=state.home) as tmp:
         if cfg.update.strategy == "per-document":
@@ -162,7 +159,7 @@ def run_update(
             )
         new, old, after, repairs = [], [], {}, 0
         if cfg.update.gate:
-            after = score_after()
+            after = score()
             new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
             old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
             accept, reason = decide(new, old, cfg.update)
@@ -187,7 +184,7 @@ def run_update(
                 n_sequences += len(sequences)
                 known = {item.self_edit_id for item in replay}
                 replay += [item for item in items if item.self_edit_id not in known]
-                after = score_after()
+                after = score()
                 new = [Check(c.document_id, c.before, after[c.document_id]) for c in new]
                 old = [Check(c.document_id, c.before, after[c.document_id]) for c in old]
                 accept, reason = decide(new, old, cfg.update)

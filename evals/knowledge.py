@@ -155,6 +155,17 @@ def markdown_table(table: dict[str, dict], note: str) -> str:
     return "\n".join(lines) + f"\n\n{note}\n"
 
 
+def headline(entry: dict) -> dict:
+    """One condition's headline numbers: contained and short answers with their intervals."""
+    return {
+        "contained": entry["contained"],
+        "ci95": entry["ci95"]["contained"],
+        "short": entry["short"],
+        "short_ci95": entry["ci95"]["short"],
+        "gold_logprob": entry["gold_logprob"],
+    }
+
+
 def formats_summary(table: dict[str, dict], data: Path, conditions: list[Condition]) -> dict:
     """The table in the shape results/learning/formats.json keeps: contained and short answers
     with their intervals per condition, and the best condition the model writes itself."""
@@ -165,17 +176,7 @@ def formats_summary(table: dict[str, dict], data: Path, conditions: list[Conditi
         "data": data.name,
         "n_passages": first["n_passages"],
         "n_questions": first["n_questions"],
-        "conditions": {
-            name: {
-                "contained": e["contained"],
-                "ci95": e["ci95"]["contained"],
-                "short": e["short"],
-                "short_ci95": e["ci95"]["short"],
-                "gold_logprob": e["gold_logprob"],
-                "recited": e["recited"],
-            }
-            for name, e in table.items()
-        },
+        "conditions": {name: headline(e) | {"recited": e["recited"]} for name, e in table.items()},
         "best_own": max(scored, key=lambda n: (table[n]["short"], table[n]["contained"]))
         if scored
         else None,

@@ -54,13 +54,8 @@ def protocol_table(results: dict[str, dict]) -> dict:
     rows = {}
     for variant, result in results.items():
         for condition, e in result["conditions"].items():
-            rows.setdefault(condition, {})[variant] = {
-                "contained": e["contained"],
-                "ci95": e["ci95"]["contained"],
-                "short": e["short"],
-                "short_ci95": e["ci95"]["short"],
-                "gold_logprob": e["gold_logprob"],
-                "n_passages": e["n_passages"],
+            rows.setdefault(condition, {})[variant] = knowledge.headline(e) | {
+                "n_passages": e["n_passages"]
             }
     return rows
 

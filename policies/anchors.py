@@ -98,12 +98,3 @@ def choose_anchors(
 def anchor_sequences(runtime: ModelRuntime, asking: EvalConfig, pairs) -> list[list[str]]:
     """Anchors as training sequences: (closed-book prompt, answer), trained on the answer."""
     return [[question_prompt(runtime, q, asking), a] for q, a in pairs]
-
-
-def anchor_score(runtime: ModelRuntime, asking: EvalConfig, pairs) -> float:
-    """Mean log-probability per token of the base model's answers under the current adapter."""
-    if not pairs:
-        return 0.0
-    prompts = [question_prompt(runtime, q, asking) for q, _ in pairs]
-    scores = runtime.score(prompts, [a for _, a in pairs], asking.answer_batch_size)
-    return sum(s.mean_logprob for s in scores) / len(scores)

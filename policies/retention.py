@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.core.answering import Question, answer_and_grade, question_prompt
+from agent.core.answering import Question, answer_and_grade, answer_logprobs
 from agent.core.config import SealConfig, UpdateConfig
 from agent.core.inner_loop import TrainLog
 from policies.anchors import ANCHOR_DOCUMENT
@@ -127,22 +127,27 @@ def retention_documents(
     return chosen
 
 
-def score_documents(runtime, state: State, documents: Sequence[int], cfg: SealConfig):
-    """Mean probe score per document under the runtime's current adapter."""
+def score_documents(
+    runtime,
+    state: State,
+    documents: Sequence[int],
+    cfg: SealConfig,
+    anchors: Sequence[tuple[str, str]] = (),
+):
+    """Mean probe score per document under the runtime's current adapter; with `anchors`
+    (question, answer) pairs, their mean score too, as document ANCHOR_DOCUMENT."""
     probes = {d: state.ledger.probes(d)[: cfg.update.probes_per_passage] for d in documents}
     titles = {d: state.ledger.document(d)["title"] or "" for d in probes}
     flat = [
         (d, Question(p["question"], p["answer"], titles[d])) for d, ps in probes.items() for p in ps
-    ]
+    ] + [(ANCHOR_DOCUMENT, Question(q, a)) for q, a in anchors]
     if not flat:
         return {}
     questions = [q for _, q in flat]
     if cfg.update.retention_score == "graded":
         values = [g.contained for g in answer_and_grade(runtime, questions, cfg.eval)]
     else:
-        prompts = [question_prompt(runtime, q.question, cfg.eval, title=q.title) for q in questions]
-        scores = runtime.score(prompts, [q.answer for q in questions], cfg.eval.answer_batch_size)
-        values = [s.mean_logprob for s in scores]
+        values = answer_logprobs(runtime, questions, cfg.eval)
     per_doc: dict[int, list[float]] = {}
     for (d, _), v in zip(flat, values, strict=True):
         per_doc.setdefault(d, []).append(v)

@@ -116,12 +116,6 @@ def format_question(question: str, title: str, cfg: EvalConfig) -> str:
     return question
 
 
-def answer_text(question: str, title: str, cfg: EvalConfig) -> str:
-    """SEAL's closed-book prompt for one question, before any chat template: what a question-
-    answer training sequence starts with, so that learning matches asking."""
-    return ANSWER_PROMPT.format(question=format_question(question, title, cfg))
-
-
 def question_prompt(
     runtime: ModelRuntime,
     question: str,
@@ -130,10 +124,20 @@ def question_prompt(
     title: str = "",
 ) -> str:
     """SEAL's closed-book prompt; with `context`, the same prompt after a retrieved passage."""
-    text = answer_text(question, title, cfg)
+    text = ANSWER_PROMPT.format(question=format_question(question, title, cfg))
     if context is not None:
         text = RAG_PREFIX.format(context=context) + text
     return runtime.format_prompt(text, cfg.use_chat_template)
+
+
+def answer_logprobs(
+    runtime: ModelRuntime, questions: Sequence[Question], cfg: EvalConfig
+) -> list[float]:
+    """Mean log-probability per token of each gold answer after its closed-book prompt, in
+    batched forward passes: the dense score of the gate, the retention check and the anchors."""
+    prompts = [question_prompt(runtime, q.question, cfg, title=q.title) for q in questions]
+    scores = runtime.score(prompts, [q.answer for q in questions], cfg.answer_batch_size)
+    return [s.mean_logprob for s in scores]
 
 
 def first_line(text: str) -> str:

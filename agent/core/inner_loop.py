@@ -1,9 +1,10 @@
 """The inner loop: LoRA SFT of the knowledge adapter on a list of training sequences.
 
 A training sequence is a text, trained on every token, or a (prompt, completion) pair, trained on
-the completion only: a question-shaped self-edit teaches the answer to its question, not to write
-questions (trained on every token, SmolLM2-135M learned to answer "How many members does our team
-have?" with the training question "Our team has how many?", evals/facts.py).
+the completion only (the anchors, and qa-spans items with self_edit.answer_only_loss): it teaches
+the answer to its question, not to write questions (trained on every token, SmolLM2-135M once
+answered "How many members does our team have?" with the training question "Our team has how
+many?", evals/facts.py).
 
 Sequences are packed: each optimizer step concatenates `batch_size` sequences into one row, with
 position ids restarting at every sequence so attention never crosses a boundary (transformers builds
@@ -60,7 +61,7 @@ TrainingSequence = str | Sequence[str]
 class PackedBatch:
     input_ids: torch.Tensor  # (1, T) all sequences of the step back to back
     position_ids: torch.Tensor  # (1, T) restarting at 0 for every sequence
-    labels: torch.Tensor  # (1, T) -100 on each sequence's first token (nothing predicts it)
+    labels: torch.Tensor  # (1, T) -100 on prompts and on each sequence's first token
 
 
 def tokenize_sequences(

@@ -13,7 +13,7 @@ import time
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from agent.core.answering import first_line, question_prompt
+from agent.core.answering import Question, answer_logprobs, first_line, question_prompt
 from agent.core.config import NetworkConfig
 from agent.documents import DocumentError, is_url, read_source
 from agent.graph.context import AgentContext
@@ -143,9 +143,9 @@ def _probe_logprob(ctx: AgentContext, doc_id: int, title: str) -> float | None:
     probes = ledger.probes(doc_id)
     if not probes:
         return None
-    prompts = [question_prompt(ctx.runtime, p["question"], cfg.eval, title=title) for p in probes]
-    scores = ctx.runtime.score(prompts, [p["answer"] for p in probes], cfg.eval.answer_batch_size)
-    return sum(s.mean_logprob for s in scores) / len(scores)
+    questions = [Question(p["question"], p["answer"], title) for p in probes]
+    scores = answer_logprobs(ctx.runtime, questions, cfg.eval)
+    return sum(scores) / len(scores)
 
 
 def _seconds_spent(ctx: AgentContext) -> float:
