@@ -268,7 +268,8 @@ def test_sigterm_stops_a_following_ingest_quickly_and_readers_work_meanwhile(
     # A rerun resumes: everything queued is learned, nothing twice.
     status = main(["ingest", "--home", str(home), *settings(tiny_cli_settings)])
     assert status == 0
-    assert [r["state"] for r in items(home)] == ["learned"] * 4
+    rows = items(home)
+    assert [r["state"] for r in rows] == ["learned"] * 4, [(r["state"], r["reason"]) for r in rows]
     assert learned_twice(home) == []
 
 
