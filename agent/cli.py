@@ -17,6 +17,7 @@ from agent.core.config import add_config_arguments, config_from_args
 from agent.core.errors import run_cli
 from agent.core.model_source import hub_offline
 from agent.ingest import run as ingest
+from agent.serve import run as serve
 from stores.ledger_file import guarded
 from stores.state import LEDGER, default_home
 
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--index", type=int, default=0, help="which passage of a .json file")
     ingest.add_arguments(
         add("ingest", "learn from news feeds, folders and URL lists", ingest.run_ingest)
+    )
+    serve.add_arguments(
+        add(
+            "serve",
+            "an OpenAI-compatible API and a web page for the chat that learns, per-user memory",
+            serve.run_serve,
+        )
     )
     cmd = add("status", "model, current adapter version, counts and disk use", commands.status)
     cmd.add_argument("--json", action="store_true", help="machine-readable output")

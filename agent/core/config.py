@@ -514,6 +514,43 @@ class ChatConfig(_Section):
     )
 
 
+class ServeConfig(_Section):
+    """`seal serve`: the OpenAI-compatible API and web page, one namespace per API key."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (--host).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (--port; 0: any).")
+    require_api_keys: bool = Field(
+        True,
+        description="Every request needs a key from `seal serve --add-user NAME`; off: every "
+        "request is the user named by anonymous_user (a single-user server on a trusted host).",
+    )
+    anonymous_user: str = Field(
+        "local", description="The user of requests without a key when require_api_keys is off."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins other than the server's own allowed to call the API "
+        "(CORS); empty: CORS off.",
+    )
+    max_upload_bytes: int = Field(
+        5_000_000, ge=1, le=5_000_000, description="Largest document one request may upload."
+    )
+    upload_types: list[str] = Field(
+        default_factory=lambda: [".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf"],
+        description="File name endings an upload may have.",
+    )
+    adapter_cache: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Users' adapters kept in memory as LoRA slots of the one loaded base model "
+        "(least recently used ones are dropped; one adapter is ~2 MB with the default model).",
+    )
+    max_queued_updates: int = Field(
+        32, ge=1, description="Documents waiting to be learned, per user, before feeds get 429."
+    )
+
+
 class SealConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
@@ -525,6 +562,7 @@ class SealConfig(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON, atomically."""

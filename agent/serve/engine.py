@@ -1,0 +1,280 @@
+"""The engine behind `seal serve`: one base model in memory, answering every user with their
+own adapter, in one model thread; the users' state folders; the background update worker.
+
+Everything that touches the serving model or a user's writer state runs in the model thread
+(`Engine.run`), one call at a time: a CPU answers one request at full speed rather than eight at
+an eighth, and the ledger's SQLite connections belong to the thread that opened them. Read-only
+endpoints open their own read-only ledger connection instead, so polling a document's state
+never waits for an answer being generated.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+from langgraph.runtime import Runtime
+
+from agent.core.config import SealConfig
+from agent.core.errors import SealError
+from agent.core.runtime import ModelRuntime
+from agent.documents import Document
+from agent.graph import AgentContext, build_graph
+from agent.graph.graph import turn
+from agent.graph.nodes import gate as gate_node
+from agent.serve import spaces
+from agent.serve.slots import AdapterSlots
+from agent.serve.spaces import Busy, Conflict, NotFound
+from agent.serve.users import UserRegistry
+from agent.serve.worker import ServeWorker
+from agent.worker import pending_documents
+from stores.adapters import BASE
+from stores.state import State, check_home
+
+
+@dataclass
+class Answer:
+    content: str
+    version: int  # the adapter version that answered (0: the base model)
+    mode: str  # closed-book | with retrieved passages | statement
+    prompt_tokens: int
+    completion_tokens: int
+    gate: list[dict]  # decisions on facts the message stated
+
+
+class Engine:
+    def __init__(self, home: Path, cfg: SealConfig, log: Callable[[str], None] = print):
+        if cfg.update.merge_every:
+            raise SealError(
+                "seal serve answers every user over one shared base model, so adapters cannot "
+                "be merged into it: set update.merge_every = 0"
+            )
+        self.home = Path(home)
+        self.cfg = cfg
+        self.log = log
+        self.registry = UserRegistry(self.home)
+        self._registry_stamp = self._stamp()
+        self._registry_lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="seal-model")
+        self._states: dict[str, State] = {}  # touched only in the model thread
+        self._opened: set[str] = set()  # readable from any thread
+        self.runtime: ModelRuntime | None = None
+
+    # ---------------------------------------------------------------- life cycle
+    def start(self) -> None:
+        check_home(self.home, create=True)
+        self.run(self._start).result()
+
+    def _start(self) -> None:
+        self.runtime = ModelRuntime.load(self.cfg.model, self.cfg.adapt)
+        self.slots = AdapterSlots(self.runtime, self.cfg.serve.adapter_cache)
+        self.graph = build_graph(None)
+        self.worker = ServeWorker(self.cfg, self.graph, self._state_from_worker, self.log)
+        self.worker.start()
+        for user in self.registry.names():
+            self._state(user)
+
+    def stop(self) -> None:
+        """Stop taking work; an update under way is abandoned and learned again at the next
+        start (its documents stay queued in the ledger)."""
+        idle = self.worker.stop() if self.runtime is not None else True
+        if idle:
+            self.run(self._close).result()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _close(self) -> None:
+        for state in self._states.values():
+            state.close()
+        self._states.clear()
+
+    def run(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
+        """Run `fn` in the model thread."""
+        return self._pool.submit(fn, *args, **kwargs)
+
+    # ---------------------------------------------------------------- users
+    def _stamp(self) -> float:
+        path = self.registry.path
+        return path.stat().st_mtime if path.exists() else 0.0
+
+    def user_of(self, key: str | None) -> str | None:
+        """The user an API key names; users added while the server runs are found too."""
+        with self._registry_lock:
+            if self._stamp() != self._registry_stamp:
+                self.registry = UserRegistry(self.home)
+                self._registry_stamp = self._stamp()
+            return self.registry.user_of(key)
+
+    def ensure_user(self, user: str) -> None:
+        if user not in self._opened:
+            self.run(self._state, user).result()
+
+    def _state(self, user: str) -> State:
+        if user not in self._states:
+            state = spaces.open_space(self.home, user, self.cfg)
+            self._states[user] = state
+            self._opened.add(user)
+            pending = pending_documents(state)
+            if pending:
+                self.log(f"{user}: resuming the learning of {len(pending)} document(s)")
+                gate = [
+                    {"document_id": d["id"], "decision": "learn", "reason": "resumed"}
+                    for d in pending
+                ]
+                self.worker.submit(user, pending, gate)
+        return self._states[user]
+
+    def _state_from_worker(self, user: str) -> State:
+        return self.run(self._state, user).result()
+
+    # ---------------------------------------------------------------- answering (model thread)
+    def _context(self, state: State, max_tokens: int | None, emit) -> AgentContext:
+        cfg = self.cfg
+        if max_tokens is not None and max_tokens < cfg.chat.max_answer_tokens:
+            cfg = cfg.model_copy(
+                update={"chat": cfg.chat.model_copy(update={"max_answer_tokens": max_tokens})}
+            )
+        return AgentContext(self.runtime, state, cfg, emit=emit)
+
+    def ask(
+        self,
+        user: str,
+        text: str,
+        *,
+        base: bool = False,
+        rag: bool | None = None,
+        max_tokens: int | None = None,
+        emit: Callable[[str], None] = lambda _: None,
+    ) -> Answer:
+        """Answer one message with the user's current adapter (or the base model); a fact it
+        states goes through the gate, and what the gate chooses is learned in the background."""
+        state = self._state(user)
+        version = BASE if base else state.adapters.current()
+        rag = self.cfg.chat.rag if rag is None else rag
+        context = self._context(state, max_tokens, emit)
+        with self.slots.active(user, state, version):
+            values = self.graph.invoke(
+                turn("ask", messages=[HumanMessage(text)], defer_learning=True, rag=rag),
+                context=context,
+            )
+        gate = list(values.get("gate") or [])
+        self._learn_chosen(user, values.get("documents") or [], gate)
+        last = values["messages"][-1]
+        metadata = last.response_metadata or {}
+        mode = metadata.get("mode", "statement")
+        content = str(last.content)
+        tokens = self.runtime.count_tokens
+        return Answer(
+            content,
+            version,
+            mode,
+            tokens(text),
+            tokens(content),
+            [g | {"document_id": spaces.public_id(user, g["document_id"])} for g in gate],
+        )
+
+    def _learn_chosen(self, user: str, documents: list[dict], gate: list[dict]) -> None:
+        chosen = [g for g in gate if g["decision"] == "learn"]
+        if chosen:
+            ids = {g["document_id"] for g in chosen}
+            self.worker.submit(user, [d for d in documents if d["id"] in ids], chosen)
+
+    # ---------------------------------------------------------------- memory (model thread)
+    def feed(self, user: str, documents: list[Document], source: str) -> list[dict]:
+        """Store documents (already read and checked by the caller), pass them through the
+        learning gate, queue what it chooses; one result per document."""
+        state = self._state(user)
+        queued = len(self.worker.queued_ids(user))
+        if queued >= self.cfg.serve.max_queued_updates:
+            raise Busy(
+                f"{queued} documents are waiting to be learned (serve.max_queued_updates); "
+                "feed more once they are done"
+            )
+        refs, results = spaces.store_documents(state, self.cfg, user, documents, source)
+        if refs:
+            context = self._context(state, None, lambda _: None)
+            graph_state = {"documents": refs, "request": "feed"}
+            with self.slots.active(user, state, state.adapters.current()):
+                gate = gate_node(graph_state, Runtime(context=context))["gate"]
+            self._learn_chosen(user, refs, gate)
+        return results
+
+    def forget(self, user: str, document_id: int) -> dict:
+        state = self._state(user)
+        self._refuse_while_learning(user, "forget a document")
+        try:
+            state.ledger.document(document_id)
+        except SealError:
+            raise NotFound(f"no document {spaces.public_id(user, document_id)!r}") from None
+        counts = state.forget(document_id)
+        trained = counts.pop("trained_into")
+        return counts | {"trained_into_versions": trained}
+
+    def rollback(self, user: str, version: int | None) -> dict:
+        """Make `version` current (None: the parent of the current one, an undo)."""
+        state = self._state(user)
+        self._refuse_while_learning(user, "roll back")
+        current = state.adapters.current()
+        if version is None:
+            if not current:
+                raise Conflict("nothing to undo: the base model answers")
+            version = state.ledger.adapter_version(current)["parent"] or BASE
+        row = state.ledger.adapter_version(version) if version else None
+        if version and (row is None or row["collected_at"] is not None):
+            raise NotFound(f"no adapter version {version}")
+        state.adapters.rollback(version, reason=f"rollback through seal serve by {user}")
+        return {"from": current, "to": version}
+
+    def _refuse_while_learning(self, user: str, what: str) -> None:
+        if self.worker.busy_for(user):
+            raise Conflict(
+                f"cannot {what} while an update of yours runs or waits; try again after it"
+            )
+
+    # ---------------------------------------------------------------- reading (any thread)
+    def document(self, user: str, document_id: int) -> dict[str, Any]:
+        self.ensure_user(user)
+        with spaces.read_ledger(self.home, user) as ledger:
+            try:
+                row = ledger.document(document_id)
+            except SealError:
+                raise NotFound(f"no document {spaces.public_id(user, document_id)!r}") from None
+            gate = spaces.gate_decisions(ledger).get(document_id)
+        return spaces.document_view(user, row, gate, self.worker.phase(user, document_id))
+
+    def documents(self, user: str) -> list[dict[str, Any]]:
+        self.ensure_user(user)
+        with spaces.read_ledger(self.home, user) as ledger:
+            rows = ledger.documents()
+            gates = spaces.gate_decisions(ledger)
+        return [
+            spaces.document_view(user, r, gates.get(r["id"]), self.worker.phase(user, r["id"]))
+            for r in rows
+        ]
+
+    def history(self, user: str, limit: int) -> list[dict[str, Any]]:
+        self.ensure_user(user)
+        with spaces.read_ledger(self.home, user) as ledger:
+            return [spaces.history_view(r, user) for r in ledger.history(limit)]
+
+    def status(self, user: str) -> dict[str, Any]:
+        self.ensure_user(user)
+        with spaces.read_ledger(self.home, user) as ledger:
+            current = ledger.pointer("current") or BASE
+            versions = [r["version"] for r in ledger.adapter_versions()]
+            counts = ledger.counts()
+            budget = spaces.budget(ledger, self.cfg)
+        return {
+            "object": "status",
+            "user": user,
+            "model": self.cfg.model.name,
+            "adapter_version": current,
+            "adapter_versions": versions,
+            "counts": counts,
+            "budget": budget,
+            "update": self.worker.status(user),
+        }
