@@ -115,8 +115,28 @@ class Ledger:
         """All writes inside commit together or not at all (nested blocks use savepoints)."""
         if self.read_only:
             raise SealError(f"ledger {self.path} is open read-only")
-        with self.db.atomic():
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():  # a savepoint
+                yield self.db
+            return
+        # IMMEDIATE: take the write lock first, waiting up to busy_timeout. A deferred BEGIN whose
+        # first statement reads (sqlite-utils looks up the table before an insert) fails at once
+        # with "database is locked" when another connection of the same writer (the update
+        # worker of `seal chat` or `seal serve`) committed meanwhile: a stale snapshot cannot wait.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         with self.transaction():

@@ -10,7 +10,9 @@ is learned again at the next start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import socket
 import warnings
 from pathlib import Path
@@ -57,6 +59,19 @@ def run_serve(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # Deferred: the app loads fastapi, langgraph and the model (torch), not the CLI.
     import uvicorn
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            # uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would end the process
+            # before the update worker is stopped and the states closed.
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {s: signal.signal(s, self.handle_exit) for s in signals}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
     from agent.serve.app import create_app
     from agent.serve.engine import Engine
 
@@ -71,7 +86,7 @@ def run_serve(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     print(f"loading {cfg.model.name} ...", flush=True)
     try:
         engine.start()
-        server = uvicorn.Server(
+        server = Server(
             uvicorn.Config(create_app(engine, cfg), log_level="warning", access_log=False)
         )
         users = ", ".join(engine.registry.names()) or cfg.serve.anonymous_user

@@ -12,6 +12,7 @@ the transaction that commits the adapter, so nothing is learned twice.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -152,6 +153,7 @@ class ServeWorker:
                         "summary": report_text({"update": update} if update else final),
                     }
                 except Exception as exc:  # the server goes on; the ledger says what happened
+                    logging.getLogger("seal.serve").exception("update for %s failed", job.user)
                     result |= {"decision": "failed", "version": None, "summary": str(exc)}
                     if job.user in views:
                         for doc_id in ids:

@@ -1,0 +1,90 @@
+"""`seal serve` as a real process, for the tests, the benchmark and the crash trials: a server
+folder with users and their keys, the server started on a free port of 127.0.0.1, its address
+read from its first line, and a kill -9 or a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.serve.users import UserRegistry
+from stores.state import check_home
+
+REPO = Path(__file__).resolve().parents[1]
+READY = re.compile(r"seal serve: (http://\S+?)/? \(users")
+
+
+def add_users(home: Path, names: list[str]) -> dict[str, str]:
+    """Users and their keys, in a server folder (created if new)."""
+    check_home(home, create=True)
+    registry = UserRegistry(home)
+    return {name: registry.add(name) for name in names}
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen
+    url: str
+    lines: list[str] = field(default_factory=list)  # everything it printed
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def start_server(
+    home: Path, settings: list[str], *, timeout: float = 300.0, threads: int | None = None
+) -> ServerProcess:
+    """Start `seal serve --port 0 --home HOME` with `--set` `settings`; returns once it listens."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    args = [sys.executable, "-m", "agent.cli", "serve", "--home", str(home), "--port", "0"]
+    process = subprocess.Popen(
+        args + [a for s in settings for a in ("--set", s)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            match = READY.search(line)
+            if match and not found.is_set():
+                url.append(match.group(1))
+                found.set()
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not found.wait(0.2):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("seal serve did not start:\n" + "\n".join(lines[-30:]))
+    if not url:
+        process.wait(10)
+        raise RuntimeError("seal serve exited:\n" + "\n".join(lines[-30:]))
+    return ServerProcess(process, url[0], lines)
