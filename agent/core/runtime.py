@@ -24,7 +24,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
 from agent.core.config import AdaptConfig, ModelConfig
@@ -80,6 +80,19 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
         fast = device.type == "cuda" or cpu_has_fast_bf16()
         return torch.bfloat16 if fast else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The next token of each row: argmax at temperature 0, else a sample from the softmax at
+    `temperature`, cut to the smallest set of tokens whose probability reaches `top_p`."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # the top token always stays
+        probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+    return torch.multinomial(probs, 1).squeeze(-1)
 
 
 def lora_config(adapt: AdaptConfig) -> LoraConfig:
@@ -199,60 +212,117 @@ class ModelRuntime:
     ) -> list[list[str]]:
         """Completions for already formatted prompts: `num_return_sequences` per prompt.
 
-        temperature 0 is greedy decoding. Prompts are left-padded into batches of `batch_size`.
+        temperature 0 is greedy decoding. Prompts are left-padded into batches of `batch_size`
+        rows; the candidates of a prompt share its prompt's forward pass.
         """
         if seed is not None:
             torch.manual_seed(seed)
-        sampling = temperature > 0
-        kwargs = dict(
-            max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            num_return_sequences=num_return_sequences,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        if sampling:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop_at_newline:
-            kwargs.update(stop_strings=["\n"], tokenizer=self.tokenizer)
+        k = num_return_sequences
         outputs: list[list[str]] = []
-        per_call = max(1, batch_size // num_return_sequences)
+        per_call = max(1, batch_size // k)
         for start in range(0, len(prompts), per_call):
             chunk = prompts[start : start + per_call]
-            batch = self._encode_left_padded(chunk)
-            out = self.model.generate(**batch, **kwargs)
-            new = out[:, batch["input_ids"].shape[1] :]
-            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            for i in range(len(chunk)):
-                outputs.append(texts[i * num_return_sequences : (i + 1) * num_return_sequences])
+            rows = self._decode(chunk, k, max_new_tokens, temperature, top_p, stop_at_newline)
+            texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+            outputs.extend(texts[i * k : (i + 1) * k] for i in range(len(chunk)))
         return outputs
+
+    def _stop_tokens(self, stop_at_newline: bool) -> torch.Tensor:
+        """A (vocab,) bool table of the tokens that end a row: EOS, and with `stop_at_newline`
+        every token whose text holds a newline (the row keeps that token, as a stop string
+        would). Built once per runtime."""
+        key = "_stops_newline" if stop_at_newline else "_stops_eos"
+        table = self.__dict__.get(key)
+        if table is None:
+            tok = self.tokenizer
+            size = max(len(tok), self.base_model.get_output_embeddings().weight.shape[0])
+            table = torch.zeros(size, dtype=torch.bool)
+            table[[i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None]] = True
+            if stop_at_newline:
+                texts = tok.batch_decode([[i] for i in range(len(tok))])
+                table[[i for i, text in enumerate(texts) if "\n" in text]] = True
+            table = table.to(self.device)
+            self.__dict__[key] = table
+        return table
+
+    def _decode(
+        self,
+        prompts: Sequence[str],
+        k: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop_at_newline: bool,
+    ) -> torch.Tensor:
+        """Token ids of `k` continuations per prompt, (len(prompts) * k, steps), rows of one
+        prompt adjacent."""
+        steps = self._steps(prompts, k, max_new_tokens, temperature, top_p, stop_at_newline)
+        return torch.stack(list(steps), dim=1).cpu()
+
+    def _steps(
+        self,
+        prompts: Sequence[str],
+        k: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop_at_newline: bool,
+    ) -> Iterator[torch.Tensor]:
+        """The next token of every row, step by step: one forward pass over the prompts, its
+        cache repeated for the `k` candidates of each; then one token per row per step, picked
+        on the device, until every row has stopped (a stopped row gets padding). A batch without
+        padding runs without an attention mask."""
+        batch = self._encode_left_padded(prompts)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        padded = not bool(mask.all())
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=mask if padded else None,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+            logits, mask, positions = (t.repeat_interleave(k, 0) for t in (logits, mask, positions))
+        stops = self._stop_tokens(stop_at_newline)
+        pad = self.tokenizer.pad_token_id
+        position = positions[:, -1:]
+        done = torch.zeros(logits.shape[0], dtype=torch.bool, device=self.device)
+        for step in range(max_new_tokens):
+            token = _pick(logits, temperature, top_p).masked_fill(done, pad)
+            yield token
+            done |= stops[token]
+            if step + 1 == max_new_tokens or bool(done.all()):
+                return
+            position = position + 1
+            if padded:
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            logits = self.model(
+                input_ids=token[:, None],
+                attention_mask=mask if padded else None,
+                position_ids=position,
+                cache=cache,
+                use_cache=True,
+            ).logits[:, -1]
 
     @torch.no_grad()
     def stream(self, prompt: str, *, max_new_tokens: int, emit: Callable[[str], None]) -> str:
         """Greedy completion of one formatted prompt up to its first newline, handing the text
         to `emit` as it is decoded (a chat answer printed while it is written)."""
-
-        class Emitter(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    emit(text)
-
-        tok = self.tokenizer
-        batch = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
-        out = self.model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=tok.pad_token_id,
-            stop_strings=["\n"],
-            tokenizer=tok,
-            streamer=Emitter(tok, skip_prompt=True, skip_special_tokens=True),
-        )
-        return tok.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        tok, ids, shown = self.tokenizer, [], ""
+        for token in self._steps([prompt], 1, max_new_tokens, 0.0, 1.0, stop_at_newline=True):
+            ids.append(int(token[0]))
+            text = tok.decode(ids, skip_special_tokens=True)
+            if len(text) > len(shown) and not text.endswith("\ufffd"):  # not mid-character
+                emit(text[len(shown) :])
+                shown = text
+        if len(text := tok.decode(ids, skip_special_tokens=True)) > len(shown):
+            emit(text[len(shown) :])
+        return text
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()

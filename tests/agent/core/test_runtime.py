@@ -149,6 +149,61 @@ def test_sampling_with_a_seed_is_reproducible(runtime):
     assert a == b
 
 
+def hf_greedy(runtime, prompts, max_new_tokens, **extra) -> list[str]:
+    """Plain transformers decoding: the reference the runtime's own decoding loop must match."""
+    tok = runtime.tokenizer
+    batch = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = runtime.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+            **extra,
+        )
+    return tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_greedy_decoding_gives_the_tokens_of_transformers_generate(trained):
+    prompts = [*PROMPTS, "Which river flows through Rome? It is the"]  # uneven: left padding
+    for batch_size in (1, 16):
+        ours = trained.generate(prompts, max_new_tokens=12, batch_size=batch_size)
+        assert [texts[0] for texts in ours] == hf_greedy(trained, prompts, 12)
+
+
+def test_stop_at_newline_ends_on_the_first_newline_like_a_stop_string(trained):
+    tok = trained.tokenizer
+    ours = [t[0] for t in trained.generate(PROMPTS, max_new_tokens=30, stop_at_newline=True)]
+    theirs = hf_greedy(trained, PROMPTS, 30, stop_strings=["\n"], tokenizer=tok)
+    assert [t.split("\n")[0] for t in ours] == [t.split("\n")[0] for t in theirs]
+    full = [t[0] for t in trained.generate(PROMPTS, max_new_tokens=30)]
+    assert all(f.startswith(o) for f, o in zip(full, ours, strict=True))  # cut, same tokens
+
+
+def test_candidates_share_their_prompt_and_greedy_candidates_agree(trained):
+    [texts] = trained.generate(PROMPTS[:1], max_new_tokens=8, num_return_sequences=3)
+    assert texts == [hf_greedy(trained, PROMPTS[:1], 8)[0]] * 3
+    sampled = trained.generate(PROMPTS, max_new_tokens=8, temperature=1.0, num_return_sequences=4)
+    assert [len(t) for t in sampled] == [4, 4]
+
+
+def test_top_p_keeps_only_the_most_likely_tokens(trained):
+    # top_p near 0 leaves the single most likely token: sampling becomes greedy.
+    sampled = trained.generate(PROMPTS, max_new_tokens=8, temperature=1.0, top_p=1e-6, seed=3)
+    assert sampled == trained.generate(PROMPTS, max_new_tokens=8)
+
+
+def test_stream_emits_the_greedy_first_line_piece_by_piece(trained):
+    pieces: list[str] = []
+    text = trained.stream(PROMPTS[1], max_new_tokens=20, emit=pieces.append)
+    assert "".join(pieces) == text
+    [[expected]] = trained.generate(PROMPTS[1:], max_new_tokens=20, stop_at_newline=True)
+    assert text == expected
+
+
 def test_score_matches_manual_log_softmax(trained):
     prompt, target = PROMPTS[0], " Paris."
     tok = trained.tokenizer
