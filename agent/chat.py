@@ -22,6 +22,7 @@ from pathlib import Path
 from agent import commands
 from agent.core.config import SealConfig
 from agent.core.errors import SealError, StateLocked, StateNotWritable
+from agent.serve import client
 from agent.worker import UpdateWorker, pending_documents
 from stores.state import State
 
@@ -371,6 +372,8 @@ def run_chat(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # peft calls a transformers method that transformers 5 deprecates; not the user's business.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 
+    if args.url:  # a running `seal serve` answers and learns; nothing is opened here
+        return client.run_remote(args.url, args.api_key, args.rag)
     chat = Chat(args, cfg, home)
     try:
         chat.setup()
@@ -393,4 +396,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     rag.add_argument("--no-rag", dest="rag", action="store_false", help="answer closed-book")
     ap.add_argument(
         "--conversation", default="main", help="name of the conversation to resume (default: main)"
+    )
+    ap.add_argument(
+        "--url", help="talk to a running `seal serve` at this URL (e.g. http://127.0.0.1:8000)"
+    )
+    ap.add_argument(
+        "--api-key", help="the API key for --url (default: $SEAL_API_KEY)", default=None
     )

@@ -4,10 +4,14 @@ official `openai` client, plain HTTP with SSE as curl reads it, two users with t
 One server for the module (starting one costs seconds); each test uses its own documents."""
 
 import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
+import pexpect
 import pytest
 
 from evals.news_server import NewsWorld, Route, start
@@ -260,3 +264,39 @@ def test_two_users_never_reach_each_others_memory(server):
     )
     assert mine.model_extra["seal"]["mode"] == "with retrieved passages"
     assert alice.get(f"/v1/documents/{other}").status_code == 200  # still alice's own
+
+
+def test_seal_chat_url_shares_the_servers_memory(server, tmp_path):
+    process, keys, _ = server
+    doc = tmp_path / "museum.txt"
+    doc.write_text(
+        "The museum in Paris has many old paintings. The king of France lived in a large palace."
+    )
+    env = {**os.environ, "SEAL_API_KEY": keys["bob"], "TERM": "dumb"}
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "agent.cli", "chat", "--url", process.url],
+        cwd=str(Path(__file__).resolve().parents[2]),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect("as bob, adapter")
+    child.expect_exact("you> ")
+    child.sendline(f"/feed {doc}")
+    child.expect(r"stored 'museum' as (doc-\S+);")
+    doc_id = child.match.group(1)
+    child.expect_exact("you> ")
+    child.sendline("Who lived in the palace?")
+    child.expect_exact("seal> ")
+    child.expect_exact("you> ")
+    child.sendline("/history")
+    child.expect(f"gate {doc_id}: learn")
+    child.expect_exact("you> ")
+    child.sendline("/status")
+    child.expect("user: +bob")
+    child.expect_exact("you> ")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    # the browser user with the same key sees the same document
+    assert http(server, "bob").get(f"/v1/documents/{doc_id}").json()["title"] == "museum"
