@@ -88,3 +88,20 @@ def start_server(
         process.wait(10)
         raise RuntimeError("seal serve exited:\n" + "\n".join(lines[-30:]))
     return ServerProcess(process, url[0], lines)
+
+
+def tiny_settings(model_dir) -> list[str]:
+    """`--set` values for a tiny test model folder (tests/conftest.py): short generations,
+    one epoch, no retention gate (a tiny random model learns too little to pass it)."""
+    return [
+        f"model.name={model_dir}",
+        "model.device=cpu",
+        "model.dtype=float32",
+        "adapt.epochs=1",
+        "adapt.rank=8",
+        "self_edit.max_new_tokens=8",
+        "eval.max_answer_tokens=6",
+        "update.gate=false",  # the tiny random model learns too little to pass retention
+        "chat.seconds_per_passage=1",
+        "chat.max_answer_tokens=6",
+    ]

@@ -15,7 +15,7 @@ import pexpect
 import pytest
 
 from evals.news_server import NewsWorld, Route, start
-from evals.serve_process import add_users, start_server
+from evals.serve_process import add_users, start_server, tiny_settings
 
 PARIS = (
     "The capital of France is Paris. Paris is a city on the river Seine. "
@@ -25,29 +25,16 @@ ROME = "The capital of Italy is Rome. Rome is a city on the river Tiber."
 MAX_UPLOAD = 20_000
 
 
-def tiny_settings(model_dir) -> list[str]:
-    return [
-        f"model.name={model_dir}",
-        "model.device=cpu",
-        "model.dtype=float32",
-        "adapt.epochs=1",
-        "adapt.rank=8",
-        "self_edit.max_new_tokens=8",
-        "eval.max_answer_tokens=6",
-        "update.gate=false",  # the tiny random model learns too little to pass retention
-        "chat.seconds_per_passage=1",
-        "chat.max_answer_tokens=6",
-        # the SSRF test's redirecting server lives on 127.0.0.2; everything else stays refused
-        'network.allowed_networks=["127.0.0.2/32"]',
-        f"serve.max_upload_bytes={MAX_UPLOAD}",
-    ]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
     home = tmp_path_factory.mktemp("serve")
     keys = add_users(home, ["alice", "bob"])
-    process = start_server(home, tiny_settings(tiny_model_dir), threads=1)
+    # the SSRF test's redirecting server lives on 127.0.0.2; everything else stays refused
+    settings = tiny_settings(tiny_model_dir) + [
+        'network.allowed_networks=["127.0.0.2/32"]',
+        f"serve.max_upload_bytes={MAX_UPLOAD}",
+    ]
+    process = start_server(home, settings, threads=1)
     yield process, keys, home
     assert process.stop() == 0, "\n".join(process.lines[-20:])
     failures = [line for line in process.lines if "Traceback" in line or "failed" in line]
