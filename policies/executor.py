@@ -73,6 +73,13 @@ def run_inner_loop(runtime, cfg: SealConfig, task: InnerLoopTask) -> InnerLoopRe
     )
 
 
+def run_task(runtime, cfg: SealConfig, task) -> object:
+    """Run one task: a task with its own `run(runtime, cfg)` (ARC's test-time training,
+    policies/arc/ttt.py) runs itself; an `InnerLoopTask` runs `run_inner_loop`."""
+    run = getattr(task, "run", None)
+    return run(runtime, cfg) if run is not None else run_inner_loop(runtime, cfg, task)
+
+
 class Executor(Protocol):
     def map(self, tasks: Sequence[InnerLoopTask]) -> list[InnerLoopResult]: ...
 
@@ -87,7 +94,7 @@ class LocalExecutor:
         self.cfg = cfg
 
     def map(self, tasks: Sequence[InnerLoopTask]) -> list[InnerLoopResult]:
-        return [run_inner_loop(self.runtime, self.cfg, t) for t in tasks]
+        return [run_task(self.runtime, self.cfg, t) for t in tasks]
 
     def close(self) -> None:
         pass
@@ -100,8 +107,8 @@ class _Worker:
         self.cfg = SealConfig.model_validate_json(cfg_json)
         self.runtime = ModelRuntime.load(self.cfg.model, self.cfg.adapt)
 
-    def run(self, task: InnerLoopTask) -> InnerLoopResult:
-        return run_inner_loop(self.runtime, self.cfg, task)
+    def run(self, task):
+        return run_task(self.runtime, self.cfg, task)
 
 
 class RayExecutor:
