@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent import chat, commands, demo, train_policy
+from agent import chat, commands, demo, train_arc_policy, train_policy
 from agent.core.config import add_config_arguments, config_from_args
 from agent.core.errors import run_cli
 from agent.core.model_source import hub_offline
@@ -110,9 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument(
         "--replace", action="store_true", help="replace an existing state (kept beside it)"
     )
-    train_policy.add_arguments(
-        add("train-policy", "ReST-EM: train the self-edit policy", train_policy.run_train_policy)
+    cmd = add(
+        "train-policy",
+        "ReST-EM: train the self-edit policy (--task arc: the writer of ARC configs)",
+        train_arc_policy.run,
     )
+    train_policy.add_arguments(cmd)
+    train_arc_policy.add_arguments(cmd)
     return ap
 
 
