@@ -38,7 +38,7 @@ from agent.core.inner_loop import train_adapter
 from agent.core.io import write_atomic
 from agent.core.runtime import ModelRuntime
 from agent.core.squad import EVAL200, SquadPassage, load_squad
-from evals import bench_ingest, bench_startup, bench_stores
+from evals import bench_ingest, bench_serve, bench_startup, bench_stores
 from policies.self_edit import write_self_edits
 
 SEAL_PAD_TO = 2048  # SEAL pads every training line to this length and keeps pads in the loss
@@ -315,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     for p in (il, st, ig, su):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
         add_config_arguments(p)
+    sv = sub.add_parser("serve", help="seal serve: streaming chats of many users during an update")
+    sv.add_argument("--users", type=int, default=4)
+    sv.add_argument("--clients", type=int, default=8, help="concurrent streaming chats")
+    sv.add_argument("--rounds", type=int, default=1, help="times the clients are sent")
+    sv.add_argument("--no-page", action="store_true", help="skip the page and its screenshot")
+    sv.add_argument("--out", type=Path, default=Path("results/serve"))
+    add_config_arguments(sv)
     args = ap.parse_args(argv)
 
     cfg = config_from_args(args)
@@ -334,6 +341,16 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(args.out / "bench_ingest.json", json.dumps(result, indent=2) + "\n")
         print(bench_ingest.report(result))
         print(f"wrote {args.out / 'bench_ingest.json'}")
+        return 0
+    if args.bench == "serve":
+        page = None if args.no_page else args.out / "page.png"
+        result = bench_serve.run(
+            args.set, args.config, args.users, args.clients, args.rounds, page=page
+        )
+        result["config"] = cfg.model_dump(mode="json")
+        write_atomic(args.out / "bench.json", json.dumps(result, indent=2) + "\n")
+        print(bench_serve.report(result))
+        print(f"wrote {args.out / 'bench.json'}")
         return 0
     if args.bench == "startup":
         result = bench_startup.run(args.repeats)

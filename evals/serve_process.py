@@ -50,13 +50,19 @@ class ServerProcess:
 
 
 def start_server(
-    home: Path, settings: list[str], *, timeout: float = 300.0, threads: int | None = None
+    home: Path,
+    settings: list[str],
+    *,
+    config: Path | None = None,
+    timeout: float = 300.0,
+    threads: int | None = None,
 ) -> ServerProcess:
     """Start `seal serve --port 0 --home HOME` with `--set` `settings`; returns once it listens."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     args = [sys.executable, "-m", "agent.cli", "serve", "--home", str(home), "--port", "0"]
+    args += ["--config", str(config)] if config else []
     process = subprocess.Popen(
         args + [a for s in settings for a in ("--set", s)],
         cwd=REPO,
@@ -105,3 +111,34 @@ def tiny_settings(model_dir) -> list[str]:
         "chat.seconds_per_passage=1",
         "chat.max_answer_tokens=6",
     ]
+
+
+def make_tiny_model(folder: Path) -> Path:
+    """A tiny random Llama with the default model's tokenizer, saved to `folder` (once): what the
+    crash trials serve, so that a trial costs seconds rather than an update of the real model."""
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    # Deferred: torch and transformers load only for the harness that builds the model.
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from agent.core.model_source import DEFAULT_MODEL, resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
