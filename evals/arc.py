@@ -30,7 +30,7 @@ from agent.train_arc_policy import resolve, run_config, solutions_for, train_pol
 from agent.train_policy import check_resumable
 from evals.arc_report import pictures, summarize, write_report
 from policies.arc.grids import ArcTask, load_tasks
-from policies.arc.self_edit import ArcSelfEdit
+from policies.arc.self_edit import ArcSelfEdit, write_configs
 from policies.arc.settings import SIZES, ArcSettings
 from stores.policies import PolicyStore, resolve_policy
 
@@ -96,7 +96,6 @@ class Runner:
     def run_task(self, index: int, task: ArcTask, conditions, records, done, bar, seed) -> None:
         # Deferred: loads torch.
         from policies.arc.rest_em import apply_configs
-        from policies.arc.self_edit import write_configs
         from policies.arc.ttt import ArcResult, ArcTTTTask
 
         s = self.settings
