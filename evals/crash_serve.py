@@ -35,7 +35,7 @@ from stores.state import LEDGER  # noqa: E402
 USER = "crash"
 WORDS = ("river", "city", "tower", "museum", "king", "palace", "bridge", "temple", "sea", "people")
 # Longer updates than the tests', so that kills land inside them: more epochs and self-edits.
-SLOW_UPDATES = ["adapt.epochs=40", "self_edit.max_new_tokens=24"]
+SLOW_UPDATES = ["adapt.epochs=4", "self_edit.max_new_tokens=24"]
 SETTLED = ("learned", "queued", "learning", "refused")
 
 
@@ -74,12 +74,17 @@ def check(api: httpx.Client, acknowledged: dict[str, str]) -> tuple[list[str], d
 
 
 def run_trials(
-    out: Path, trials: int, seed: int = 0, max_delay: float = 4.0, docs: int = 2
+    out: Path,
+    trials: int,
+    seed: int = 0,
+    max_delay: float = 8.0,
+    docs: int = 2,
+    model_dir: Path | None = None,
 ) -> dict:
     rng = random.Random(seed)
     home = out / "crash-home"
     key = add_users(home, [USER])[USER]
-    settings = tiny_settings(make_tiny_model(out / "tiny-model")) + SLOW_UPDATES
+    settings = tiny_settings(model_dir or make_tiny_model(out / "tiny-model")) + SLOW_UPDATES
     acknowledged: dict[str, str] = {}
     lost: set[str] = set()
     failures: list[str] = []
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-delay", type=float, default=4.0, help="seconds after an update starts")
+    ap.add_argument("--max-delay", type=float, default=8.0, help="seconds after an update starts")
     ap.add_argument("--out", type=Path, default=Path("runs/serve"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.core.io import write_atomic  # noqa: E402
+from evals import crash_serve  # noqa: E402
 from evals.adversary import delete_ledger, empty_ledger, flip_page, versions_on_disk  # noqa: E402
 from stores.adapters import BASE  # noqa: E402
 from stores.doctor import rebuild  # noqa: E402
@@ -232,11 +233,20 @@ def main(argv: list[str] | None = None) -> int:
         help="damage the ledger after every N-th trial, then rebuild it (0: never)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/crash"))
+    ap.add_argument(
+        "--serve",
+        action="store_true",
+        help="kill -9 `seal serve` during updates instead (evals/crash_serve.py)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("HOME", "TRIAL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         writer(Path(args.child[0]), int(args.child[1]))
         return 0
+    if args.serve:
+        return crash_serve.main(
+            ["--trials", str(args.trials), "--seed", str(args.seed), "--out", str(args.out)]
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     home = args.out / "home"
     if home.exists():
