@@ -15,6 +15,7 @@ The anchors never overlap the control questions of evals/facts.py (a test checks
 from __future__ import annotations
 
 import random
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,20 +80,35 @@ class Anchors:
 def choose_anchors(
     runtime: ModelRuntime, asking: EvalConfig, n: int, rng: random.Random
 ) -> Anchors:
-    """`n` anchors to train and `n` others to check, answered by the base model (adapters off)
-    in one batched greedy call."""
+    """`n` anchors to train and `n` others to check, with the base model's answers."""
     questions = rng.sample(ANCHOR_QUESTIONS, min(2 * n, len(ANCHOR_QUESTIONS)))
-    prompts = [question_prompt(runtime, q, asking) for q in questions]
-    with runtime.adapter_disabled():
-        outputs = runtime.generate(
-            prompts,
-            max_new_tokens=asking.max_answer_tokens,
-            stop_at_newline=True,
-            batch_size=asking.answer_batch_size,
-        )
-    pairs = [(q, first_line(out[0])) for q, out in zip(questions, outputs, strict=True)]
-    pairs = [(q, a) for q, a in pairs if a]  # an empty answer teaches nothing
+    answers = base_answers(runtime, questions, asking)
+    pairs = [(q, a) for q, a in zip(questions, answers, strict=True) if a]  # "" teaches nothing
     return Anchors(pairs[:n], pairs[n:])
+
+
+# The base model's answers, per runtime and base (a merge makes a new base): every update of a
+# long-running process (chat, ingest, serve) reuses them instead of generating them again.
+_BASE_ANSWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def base_answers(runtime: ModelRuntime, questions: list[str], asking: EvalConfig) -> list[str]:
+    """Greedy first-line answers of the base model (adapters off) to closed-book questions,
+    the missing ones in one batched call."""
+    memo = _BASE_ANSWERS.setdefault(runtime, {})
+    prompts = [question_prompt(runtime, q, asking) for q in questions]
+    keys = [(runtime.fingerprint(), p, asking.max_answer_tokens) for p in prompts]
+    missing = [k for k in dict.fromkeys(keys) if k not in memo]
+    if missing:
+        with runtime.adapter_disabled():
+            outputs = runtime.generate(
+                [k[1] for k in missing],
+                max_new_tokens=asking.max_answer_tokens,
+                stop_at_newline=True,
+                batch_size=asking.answer_batch_size,
+            )
+        memo.update((k, first_line(out[0])) for k, out in zip(missing, outputs, strict=True))
+    return [memo[k] for k in keys]
 
 
 def anchor_sequences(runtime: ModelRuntime, asking: EvalConfig, pairs) -> list[list[str]]:
