@@ -27,22 +27,24 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.core.io import write_atomic  # noqa: E402
+from agent.core.squad import EVAL200, load_squad  # noqa: E402
 from agent.serve.users import user_home  # noqa: E402
 from evals.serve_process import add_users, make_tiny_model, start_server, tiny_settings  # noqa: E402
 from stores.ledger import Ledger  # noqa: E402
 from stores.state import LEDGER  # noqa: E402
 
 USER = "crash"
-WORDS = ("river", "city", "tower", "museum", "king", "palace", "bridge", "temple", "sea", "people")
 # Longer updates than the tests', so that kills land inside them: more epochs and self-edits.
 SLOW_UPDATES = ["adapt.epochs=4", "self_edit.max_new_tokens=24"]
 SETTLED = ("learned", "queued", "learning", "refused")
 
 
-def document_text(rng: random.Random, trial: int, n: int) -> str:
-    words = " ".join(rng.choice(WORDS) for _ in range(40))
-    year = 1000 + trial * 10 + n
-    return f"Report {trial}-{n}: the {rng.choice(WORDS)} was built in {year}. {words}."
+def documents(rng: random.Random, count: int) -> list[str]:
+    """Distinct real passages (SQuAD eval200, bundled), so that the gate finds each one new and
+    every acknowledged document is meant to be learned."""
+    passages = [p.context for p in load_squad(EVAL200)]
+    rng.shuffle(passages)
+    return passages[:count]
 
 
 def duplicated(home: Path) -> list[int]:
@@ -82,6 +84,7 @@ def run_trials(
     model_dir: Path | None = None,
 ) -> dict:
     rng = random.Random(seed)
+    texts = iter(documents(rng, (trials + 1) * docs))
     home = out / "crash-home"
     key = add_users(home, [USER])[USER]
     settings = tiny_settings(model_dir or make_tiny_model(out / "tiny-model")) + SLOW_UPDATES
@@ -107,8 +110,8 @@ def run_trials(
                 time.sleep(1)
             server.stop()
             break
-        for n in range(docs):
-            response = api.post("/v1/documents", json={"text": document_text(rng, trial, n)})
+        for _ in range(docs):
+            response = api.post("/v1/documents", json={"text": next(texts)})
             if response.status_code != 202:
                 failures.append(f"trial {trial}: feed refused: {response.text[:300]}")
                 continue
@@ -124,12 +127,16 @@ def run_trials(
         api.close()
     final = dict(states)
     dup = duplicated(home)
+    ledger = Ledger(user_home(home, USER) / LEDGER, read_only=True)
+    accepted = ledger.counts()["updates_accepted"]
+    ledger.close()
     return {
         "trials": trials,
         "lost": len(lost),
         "duplicated": len(dup),
         "documents_fed": len(acknowledged),
         "kills_during_an_update": killed_learning,
+        "updates_accepted": accepted,
         "final_states": {
             s: sum(1 for v in final.values() if v == s) for s in sorted(set(final.values()))
         },
