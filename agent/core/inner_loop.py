@@ -159,13 +159,17 @@ def fit(
     each epoch by `seed`; the loop every LoRA in this project is trained with."""
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    # fused: one kernel for all parameters; the default for-each-parameter loop cost 10% of a
+    # step here (420 LoRA matrices)
+    fused = runtime.device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(
+        params, lr=learning_rate, weight_decay=weight_decay, fused=fused or None
+    )
     order = random.Random(seed)
     log = TrainLog(n_sequences=len(items))
     steps_per_epoch = math.ceil(len(items) / batch_size)
-    runtime.model.train()
     start = time.perf_counter()
-    try:
+    with runtime.training():
         for _ in range(epochs):
             shuffled = list(items)
             order.shuffle(shuffled)
@@ -179,7 +183,5 @@ def fit(
                 log.tokens += batch.input_ids.shape[1]
                 log.loss_tokens += n_loss
                 log.steps += 1
-    finally:
-        runtime.model.eval()
-        log.seconds = time.perf_counter() - start
+    log.seconds = time.perf_counter() - start
     return log

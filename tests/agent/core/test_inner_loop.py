@@ -56,14 +56,17 @@ def test_packed_logits_equal_each_sequence_run_alone(runtime, tiny_adapt):
     batch = pack(pairs)
     assert batch.position_ids[0].tolist() == [i for s in seqs for i in range(len(s))]
     with torch.no_grad():
-        packed = runtime.model(
-            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
-        ).logits[0]
-        start = 0
-        for seq in seqs:
-            alone = runtime.model(input_ids=torch.tensor([seq]), use_cache=False).logits[0]
-            torch.testing.assert_close(packed[start : start + len(seq)], alone, atol=1e-4, rtol=0)
-            start += len(seq)
+        alone = [
+            runtime.model(input_ids=torch.tensor([s]), use_cache=False).logits[0] for s in seqs
+        ]
+        with runtime.training():  # the attention that training runs with
+            packed = runtime.model(
+                input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+            ).logits[0]
+    start = 0
+    for seq, logits in zip(seqs, alone, strict=True):
+        torch.testing.assert_close(packed[start : start + len(seq)], logits, atol=1e-4, rtol=0)
+        start += len(seq)
 
 
 def test_pack_labels_mask_only_each_sequence_first_token():
