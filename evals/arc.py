@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "rest_em": rest_em,
         "seconds_this_run": round(time.perf_counter() - start, 1),
         "seconds_units": round(sum(r["seconds"] for r in results), 1),
+        "command": "python evals/arc.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     write_atomic(args.out / "results.json", json.dumps(summary, indent=2) + "\n")
     md = write_report(summary, config, settings, args.out)

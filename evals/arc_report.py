@@ -132,7 +132,7 @@ def draw_case(record: dict, task: ArcTask, path: Path, label: str) -> None:
     _draw(axes[2], task.test[0].output, "truth")
     fig.suptitle(
         f"{label}: task {task.id}, {record['condition']} (self-edit {record['sample']}); "
-        f"partial {query['partial']:.2f}",
+        f"partial {query['partial']:.2f} (best of 2 attempts; shown: attempt 1)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -217,14 +217,25 @@ def write_report(summary: dict, config: dict, settings, out: Path) -> str:
         ]
         lines.append(f"- {name}: " + "; ".join(parts))
     checks = []
-    oracle = summary["comparisons"].get("ttt-oracle - icl")
-    if oracle:
-        met = oracle["partial"]["mean"] > 0 or oracle["gold_logprob"]["mean"] > 0
-        checks.append(f"ttt-oracle above icl on partial credit or log-prob: {_met(met)}")
-    seal = summary["comparisons"].get("seal - ttt-self-edit")
-    if seal:
-        met = any(seal[k]["mean"] > 0 for k in ("solved", "partial", "gold_logprob"))
-        checks.append(f"trained writer's configs above the untrained writer's: {_met(met)}")
+    targets = (
+        ("ttt-oracle - icl", "ttt-oracle above icl on partial credit or log-prob", METRICS[1:]),
+        (
+            "seal - ttt-self-edit",
+            "the trained writer's configs above the untrained writer's",
+            METRICS,
+        ),
+    )
+    for name, claim, metrics in targets:
+        comp = summary["comparisons"].get(name)
+        if comp:
+            above = [k for k in metrics if comp[k]["mean"] > 0]
+            sure = [k for k in above if comp[k]["ci95"][0] > 0]
+            below = [k for k in metrics if comp[k]["mean"] < 0]
+            checks.append(
+                f"{claim}: {_verdict(above, below)} (above on {', '.join(above) or 'nothing'}; "
+                f"interval above 0 on {', '.join(sure) or 'nothing'}; below on "
+                f"{', '.join(below) or 'nothing'})"
+            )
     lines += ["", *[f"- {c}" for c in checks]]
     lines += ["", "## Refusals (why configs trained nothing)", ""]
     for name, e in conds.items():
@@ -245,6 +256,14 @@ def write_report(summary: dict, config: dict, settings, out: Path) -> str:
     for name, e in conds.items():
         lines.append(f"- {name}: {e['seconds']} s, {e['mean_steps']} optimizer steps per pair")
     lines.append(f"- evaluation units in total: {summary['seconds_units']} s")
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        summary.get("command", "python evals/arc.py"),
+        "```",
+    ]
     lines += ["", "## Pictures", ""]
     for name, what in summary["pictures"].items():
         lines += [f"![{what}]({name})", f"{what}", ""]
@@ -253,5 +272,7 @@ def write_report(summary: dict, config: dict, settings, out: Path) -> str:
     return md
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+def _verdict(above: list[str], below: list[str]) -> str:
+    if above and below:
+        return "mixed"
+    return "met" if above else "NOT met"
