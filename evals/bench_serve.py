@@ -145,6 +145,10 @@ def _load(url, keys, names, clients, rounds, startup_s, page) -> dict:
         "server_startup_s": round(startup_s, 1),
         "update": {"document": doc["id"], "state": state["state"], "reason": state["reason"]},
         "failures": [r["failed"] for r in results if r["failed"]],
+        "requests_detail": [
+            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k != "answer"}
+            for r in results
+        ],
         "sample_answers": [
             {"user": r["user"], "answer": r["answer"], "ttft_s": round(r["ttft_s"], 2)}
             for r in ok[: len(names)]
