@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.core.model_source import DEFAULT_MODEL, resolve_model_path
 from agent.serve.users import UserRegistry
 from stores.state import check_home
 
@@ -122,8 +123,6 @@ def make_tiny_model(folder: Path) -> Path:
     # Deferred: torch and transformers load only for the harness that builds the model.
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from agent.core.model_source import DEFAULT_MODEL, resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
     config = LlamaConfig(

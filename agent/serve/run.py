@@ -59,6 +59,9 @@ def run_serve(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # Deferred: the app loads fastapi, langgraph and the model (torch), not the CLI.
     import uvicorn
 
+    from agent.serve.app import create_app
+    from agent.serve.engine import Engine
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):
@@ -71,9 +74,6 @@ def run_serve(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
-
-    from agent.serve.app import create_app
-    from agent.serve.engine import Engine
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
