@@ -136,11 +136,15 @@ class ModelRuntime:
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, model_cfg: ModelConfig, adapt: AdaptConfig) -> ModelRuntime:
+        """The model of `model_cfg`, wrapped with the knowledge adapter. The device and dtype
+        that 'auto' resolves to are written back into `model_cfg`: chosen once, and recorded
+        in every config saved after (adapter manifests, the demo's config.json)."""
         hf_logging.disable_progress_bar()  # a 0.3 s load needs no progress bar
         if model_cfg.threads:
             torch.set_num_threads(model_cfg.threads)
         device = pick_device(model_cfg.device)
         dtype = pick_dtype(model_cfg.dtype, device)
+        model_cfg.device, model_cfg.dtype = device.type, str(dtype).removeprefix("torch.")
         hub_offline(model_cfg.allow_download)
         path = resolve_model_path(model_cfg.name, model_cfg.cache_dir)
         try:

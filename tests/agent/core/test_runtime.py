@@ -3,9 +3,16 @@ import json
 import pytest
 import torch
 
+from agent.core.config import ModelConfig
 from agent.core.errors import SealError
 from agent.core.inner_loop import train_adapter
-from agent.core.runtime import ADAPTER, ADAPTER_CONFIG, ADAPTER_WEIGHTS, COMBINATIONS
+from agent.core.runtime import (
+    ADAPTER,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    COMBINATIONS,
+    ModelRuntime,
+)
 
 PROMPTS = ["The capital of France is", "Rome is a city on the river Tiber. The tower in"]
 FACTS = ["The capital of Italy is Rome.", "The bridge in Rome was built in 1990."]
@@ -229,3 +236,14 @@ def test_batched_score_equals_one_at_a_time(trained):
         assert b.logprob == pytest.approx(s.logprob, abs=1e-4)
     in_twos = trained.score(prompts, targets, batch_size=2)
     assert [s.logprob for s in in_twos] == pytest.approx([s.logprob for s in batched], abs=1e-4)
+
+
+def test_auto_device_and_dtype_are_chosen_once_and_recorded_in_the_config(
+    tiny_model_dir, tiny_adapt
+):
+    model_cfg = ModelConfig(name=str(tiny_model_dir), device="auto", dtype="auto")
+    runtime = ModelRuntime.load(model_cfg, tiny_adapt())
+    assert model_cfg.device == runtime.device.type
+    assert model_cfg.dtype == str(runtime.base_model.dtype).removeprefix("torch.")
+    again = ModelRuntime.load(model_cfg, tiny_adapt())  # the recorded choice reloads
+    assert again.base_model.dtype == runtime.base_model.dtype
