@@ -549,6 +549,13 @@ class ServeConfig(_Section):
     max_queued_updates: int = Field(
         32, ge=1, description="Documents waiting to be learned, per user, before feeds get 429."
     )
+    max_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Questions for the same user's adapter that wait while another request runs "
+        "are answered together, this many at most per decoded batch (1: one at a time).",
+    )
 
 
 class SealConfig(_Section):

@@ -28,7 +28,7 @@ from starlette.datastructures import UploadFile
 from agent.core.config import SealConfig
 from agent.core.errors import DocumentError, SealError
 from agent.documents import document_from_bytes, is_url, read_url
-from agent.serve.engine import Answer, Engine
+from agent.serve.engine import Answer, Ask, Engine
 from agent.serve.spaces import Busy, Conflict, NotFound, parse_id
 from agent.web import AddressRefused, policy_of
 
@@ -282,18 +282,18 @@ def create_app(engine: Engine, cfg: SealConfig) -> FastAPI:
         if rag is not None and not isinstance(rag, bool):
             raise ApiError(400, "rag must be true or false", "invalid_option")
         await run_in_threadpool(engine.ensure_user, name)
-        options = dict(base=model == "base", rag=rag, max_tokens=max_tokens)
+        ask = Ask(name, text, base=model == "base", rag=rag, max_tokens=max_tokens)
         created, cid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if not body.get("stream"):
-            answer = await in_model_thread(engine.ask, name, text, **options)
+            answer = await asyncio.wrap_future(engine.submit_ask(ask))
             return completion(answer, model, created, cid)
         return StreamingResponse(
-            stream_answer(name, text, options, model, created, cid),
+            stream_answer(ask, model, created, cid),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def stream_answer(name, text, options, model, created, cid) -> AsyncIterator[str]:
+    async def stream_answer(ask: Ask, model, created, cid) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         ended = False  # the answer's first line is complete; the rest is not sent
@@ -307,7 +307,8 @@ def create_app(engine: Engine, cfg: SealConfig) -> FastAPI:
             if piece:
                 loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        future = engine.run(engine.ask, name, text, emit=emit, **options)
+        ask.emit = emit
+        future = engine.submit_ask(ask)
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
         yield chunk(cid, created, model, {"role": "assistant", "content": ""})
         streamed = ""

@@ -13,21 +13,25 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
+from agent.core.answering import first_line, question_prompt
 from agent.core.config import SealConfig
 from agent.core.errors import SealError
 from agent.core.runtime import ModelRuntime
 from agent.documents import Document
 from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
+from agent.graph.nodes import answer_contexts, retrieve
 from agent.graph.nodes import gate as gate_node
 from agent.serve import spaces
+from agent.serve.batching import ModelThread, stream_rows
 from agent.serve.slots import AdapterSlots
 from agent.serve.spaces import Busy, Conflict, NotFound
 from agent.serve.users import UserRegistry
@@ -35,6 +39,18 @@ from agent.serve.worker import ServeWorker
 from agent.worker import pending_documents
 from stores.adapters import BASE
 from stores.state import State, check_home
+
+
+@dataclass
+class Ask:
+    """One chat request waiting in the model thread."""
+
+    user: str
+    text: str
+    base: bool = False  # the base model, not the user's adapter
+    rag: bool | None = None
+    max_tokens: int | None = None
+    emit: Callable[[str], None] = field(default=lambda _: None)
 
 
 @dataclass
@@ -60,7 +76,7 @@ class Engine:
         self.registry = UserRegistry(self.home)
         self._registry_stamp = self._stamp()
         self._registry_lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="seal-model")
+        self._thread = ModelThread(self._ask_batch, cfg.serve.max_batch)
         self._states: dict[str, State] = {}  # touched only in the model thread
         self._opened: set[str] = set()  # readable from any thread
         self.runtime: ModelRuntime | None = None
@@ -85,7 +101,7 @@ class Engine:
         idle = self.worker.stop() if self.runtime is not None else True
         if idle:
             self.run(self._close).result()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._thread.stop()
 
     def _close(self) -> None:
         for state in self._states.values():
@@ -94,7 +110,13 @@ class Engine:
 
     def run(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
         """Run `fn` in the model thread."""
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._thread.submit(fn, *args, **kwargs)
+
+    def submit_ask(self, ask: Ask) -> concurrent.futures.Future:
+        """Answer `ask` in the model thread, together with the questions for the same adapter
+        (user, base or not, options) that are waiting by then; the future holds its Answer."""
+        key = (ask.user, ask.base, ask.rag, ask.max_tokens)
+        return self._thread.submit_batched(key, ask)
 
     # ---------------------------------------------------------------- users
     def _stamp(self) -> float:
@@ -140,42 +162,92 @@ class Engine:
             )
         return AgentContext(self.runtime, state, cfg, emit=emit)
 
-    def ask(
-        self,
-        user: str,
-        text: str,
-        *,
-        base: bool = False,
-        rag: bool | None = None,
-        max_tokens: int | None = None,
-        emit: Callable[[str], None] = lambda _: None,
-    ) -> Answer:
-        """Answer one message with the user's current adapter (or the base model); a fact it
-        states goes through the gate, and what the gate chooses is learned in the background."""
-        state = self._state(user)
-        version = BASE if base else state.adapters.current()
-        rag = self.cfg.chat.rag if rag is None else rag
-        context = self._context(state, max_tokens, emit)
-        with self.slots.active(user, state, version):
+    def ask(self, ask: Ask) -> Answer:
+        """Answer one message with the user's current adapter (or the base model), through the
+        agent graph; a fact it states goes through the gate, and what the gate chooses is
+        learned in the background."""
+        state = self._state(ask.user)
+        version = BASE if ask.base else state.adapters.current()
+        rag = self.cfg.chat.rag if ask.rag is None else ask.rag
+        context = self._context(state, ask.max_tokens, ask.emit)
+        with self.slots.active(ask.user, state, version):
             values = self.graph.invoke(
-                turn("ask", messages=[HumanMessage(text)], defer_learning=True, rag=rag),
+                turn("ask", messages=[HumanMessage(ask.text)], defer_learning=True, rag=rag),
                 context=context,
             )
         gate = list(values.get("gate") or [])
-        self._learn_chosen(user, values.get("documents") or [], gate)
+        self._learn_chosen(ask.user, values.get("documents") or [], gate)
         last = values["messages"][-1]
         metadata = last.response_metadata or {}
-        mode = metadata.get("mode", "statement")
-        content = str(last.content)
-        tokens = self.runtime.count_tokens
-        return Answer(
-            content,
-            version,
-            mode,
-            tokens(text),
-            tokens(content),
-            [g | {"document_id": spaces.public_id(user, g["document_id"])} for g in gate],
+        gate = [g | {"document_id": spaces.public_id(ask.user, g["document_id"])} for g in gate]
+        return self._answer(
+            ask, str(last.content), version, metadata.get("mode", "statement"), gate
         )
+
+    def _answer(self, ask: Ask, content: str, version: int, mode: str, gate: list) -> Answer:
+        tokens = self.runtime.count_tokens
+        return Answer(content, version, mode, tokens(ask.text), tokens(content), gate)
+
+    def _ask_batch(self, asks: list[Ask]) -> list[Answer | Exception]:
+        """Answers for questions of one user and adapter, decoded as one batch: each is
+        retrieved for as the graph's retrieve node does, and a message that states a fact takes
+        the graph's whole path (ingest, gate) on its own afterwards."""
+        if len(asks) == 1:
+            try:
+                return [self.ask(asks[0])]
+            except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
+                return [exc]
+        results: list[Answer | Exception | None] = [None] * len(asks)
+        first = asks[0]
+        state = self._state(first.user)
+        version = BASE if first.base else state.adapters.current()
+        rag = self.cfg.chat.rag if first.rag is None else first.rag
+        context = self._context(state, first.max_tokens, lambda _: None)
+        rows: list[tuple[int, str, str]] = []  # (request, prompt, mode)
+        with self.slots.active(first.user, state, version):
+            for i, ask in enumerate(asks):
+                try:
+                    found = retrieve(
+                        {"messages": [HumanMessage(ask.text)]}, Runtime(context=context)
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+                    continue
+                if found["statement"]:
+                    continue  # the graph's whole path, below
+                hits = answer_contexts(
+                    {"passages": found["passages"], "rag": rag},
+                    self.cfg.chat.pending_rag_similarity,
+                )
+                passage = "\n\n".join(h["text"] for h in hits) if hits else None
+                prompt = question_prompt(self.runtime, ask.text, self.cfg.eval, passage)
+                rows.append((i, prompt, "with retrieved passages" if hits else "closed-book"))
+            if rows:
+                texts = self._decode(
+                    [p for _, p, _ in rows], [asks[i].emit for i, _, _ in rows], context
+                )
+                self.log(f"{first.user}: {len(rows)} questions answered in one batch")
+                for (i, _, mode), text in zip(rows, texts, strict=True):
+                    results[i] = self._answer(
+                        asks[i], first_line(text) or "(no answer)", version, mode, []
+                    )
+        for i, ask in enumerate(asks):
+            if results[i] is None:
+                try:
+                    results[i] = self.ask(ask)
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+        return results
+
+    @torch.no_grad()
+    def _decode(self, prompts: list[str], emits: list, context: AgentContext) -> list[str]:
+        """Greedy answers of `prompts` in one batch, each streamed to its emit. Uses the
+        runtime's step decoder (the loop `ModelRuntime.stream` runs for one prompt)."""
+        runtime = self.runtime
+        steps = runtime._steps(
+            prompts, 1, context.cfg.chat.max_answer_tokens, 0.0, 1.0, stop_at_newline=True
+        )
+        return stream_rows(runtime.tokenizer, steps, emits, runtime._stop_tokens(True).tolist())
 
     def _learn_chosen(self, user: str, documents: list[dict], gate: list[dict]) -> None:
         chosen = [g for g in gate if g["decision"] == "learn"]

@@ -3,6 +3,7 @@ official `openai` client, plain HTTP with SSE as curl reads it, two users with t
 
 One server for the module (starting one costs seconds); each test uses its own documents."""
 
+import concurrent.futures
 import json
 import os
 import sys
@@ -287,3 +288,27 @@ def test_seal_chat_url_shares_the_servers_memory(server, tmp_path):
     child.expect(pexpect.EOF)
     # the browser user with the same key sees the same document
     assert http(server, "bob").get(f"/v1/documents/{doc_id}").json()["title"] == "museum"
+
+
+def test_questions_for_one_adapter_are_answered_in_one_batch(server):
+    process, _, _ = server
+    c = client(server, "bob")
+    question = [{"role": "user", "content": "What is the capital of Italy?"}]
+    alone = c.chat.completions.create(model="base", messages=question).choices[0].message.content
+    before = sum("answered in one batch" in line for line in process.lines)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [
+            pool.submit(
+                lambda: "".join(
+                    ch.choices[0].delta.content or ""
+                    for ch in c.chat.completions.create(
+                        model="base", messages=question, stream=True
+                    )
+                )
+            )
+            for _ in range(6)
+        ]
+        streamed = [f.result() for f in futures]
+    assert all(text.strip() == alone for text in streamed), (alone, streamed)
+    time.sleep(0.5)
+    assert sum("answered in one batch" in line for line in process.lines) > before
