@@ -24,6 +24,7 @@ from agent.core.config import SealConfig
 from agent.core.errors import SealError
 from agent.core.io import append_jsonl, read_jsonl, write_atomic
 from agent.core.squad import load_squad
+from policies.distill import read_teacher_pairs
 from policies.self_edit import get_format, self_edit_prompt
 from stores.policies import PolicyStore
 
@@ -33,9 +34,20 @@ SUMMARY = "summary.json"
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("data", type=Path, help="SQuAD-format JSON file of training passages")
+    ap.add_argument(
+        "data", type=Path, nargs="?", help="SQuAD-format JSON file of training passages"
+    )
     ap.add_argument(
         "--out", type=Path, help="policy store and log (default: policy.store or HOME/policies)"
+    )
+    ap.add_argument(
+        "--distill",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="instead of ReST-EM: teach the policy the self-edits stronger models wrote "
+        "(SEAL's published .json/.jsonl files); writes version 1, which later ReST-EM rounds "
+        "in the same store start from",
     )
 
 
@@ -72,9 +84,15 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
     # ---- setup: everything a user can get wrong is checked before the model loads
     if cfg.self_edit.policy is not None:
         raise SealError("self_edit.policy is set: train-policy samples with its own versions")
+    root = Path(args.out or cfg.policy.store or home / "policies").expanduser()
+    if args.distill:
+        if args.data is not None:
+            raise SealError("give either --distill FILE... or a data file for ReST-EM, not both")
+        return run_distill(args.distill, cfg, root)
+    if args.data is None:
+        raise SealError("give a SQuAD-format data file of training passages (or --distill FILE)")
     passages = load_squad(args.data)
     passages = passages[: cfg.policy.passages or None]
-    root = Path(args.out or cfg.policy.store or home / "policies").expanduser()
     root.mkdir(parents=True, exist_ok=True)
     config = run_config(cfg, args.data)
     check_resumable(root, config)
@@ -84,7 +102,8 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
     rounds = cfg.policy.rounds
     records = list(read_jsonl(root / LOG))
     done = {(r["round"], r["index"]) for r in records if r["kind"] == "passage"}
-    finished = [r for r in range(1, rounds + 1) if r in store.versions()]
+    origin = store.origin()
+    finished = [r for r in range(1, rounds + 1) if origin + r in store.versions()]
     todo = sum(
         1
         for r in range(1, rounds + 1)
@@ -93,7 +112,8 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
     )
     print(
         f"ReST-EM: {rounds} rounds x {len(passages)} passages x K={cfg.policy.candidates}, "
-        f"reward {cfg.policy.reward}, executor {cfg.policy.executor}; {todo} passage runs to do "
+        f"reward {cfg.policy.reward}, executor {cfg.policy.executor}, from "
+        f"{'the distilled writer' if origin else 'the model itself'}; {todo} passage runs to do "
         f"-> {root}",
         file=sys.stderr,
     )
@@ -117,6 +137,85 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
     return 0
 
 
+def run_distill(files: list[Path], cfg: SealConfig, root: Path) -> int:
+    """Warm-start a policy store with a writer taught on teacher self-edits: version 1 (round
+    0). Every tenth passage's pairs are held out, and the mean log-probability per token of
+    their completions under the policy, before and after, is the evidence it learned."""
+    pairs = read_teacher_pairs(files)
+    store = PolicyStore(root)
+    if store.versions():
+        raise SealError(
+            f"{root} already holds policy versions {store.versions()}; distillation starts a "
+            "store: use another --out"
+        )
+    contexts = list(dict.fromkeys(p.context for p in pairs))
+    held_out = set(contexts[9::10]) if len(contexts) > 1 else set()
+    train_pairs = [p for p in pairs if p.context not in held_out]
+    test_pairs = [p for p in pairs if p.context in held_out]
+    print(
+        f"distillation: {len(train_pairs)} teacher self-edits of {len(contexts) - len(held_out)} "
+        f"passages ({', '.join(sorted({p.format for p in pairs}))}), {len(test_pairs)} held out "
+        f"-> {root}",
+        file=sys.stderr,
+    )
+    # Deferred: these load torch, which reading and checking the files must not wait for.
+    from agent.core.runtime import ModelRuntime
+    from policies import rest_em
+
+    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
+    render = lambda p: self_edit_prompt(  # noqa: E731 - our writer's prompt, not SEAL's
+        runtime, get_format(p.format), p.title, p.context, cfg.self_edit
+    )
+
+    def held_out_logprob() -> float | None:
+        if not test_pairs:
+            return None
+        with runtime.policy_active():
+            scores = runtime.score(
+                [render(p) for p in test_pairs], [p.completion for p in test_pairs]
+            )
+        return round(sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores), 4)
+
+    runtime.reset_policy(cfg.policy.seed)
+    before = held_out_logprob()
+    steps = cfg.policy.epochs * -(-len(train_pairs) // cfg.policy.batch_size)
+    with tqdm(total=steps, desc="distillation", unit="step", dynamic_ncols=True) as bar:
+        log = rest_em.finetune_policy(
+            runtime,
+            [(render(p), p.completion) for p in train_pairs],
+            cfg.policy,
+            cfg.adapt.max_seq_tokens,
+            on_step=lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}")),
+        )
+    after = held_out_logprob()
+    stats = {
+        "distilled_from": sorted({p.source for p in pairs}),
+        "pairs": len(train_pairs),
+        "passages": len(contexts) - len(held_out),
+        "held_out_pairs": len(test_pairs),
+        "held_out_logprob_before": before,
+        "held_out_logprob_after": after,
+        "train": log.as_dict(),
+    }
+    store.commit(
+        runtime.write_policy_files,
+        version=1,
+        parent=0,
+        base_fingerprint=runtime.fingerprint(),
+        config=cfg.model_dump(mode="json"),
+        stats=stats,
+        round_=0,
+    )
+    store.set_current(1)
+    write_atomic(root / "distill.json", json.dumps(stats, indent=2) + "\n")
+    print(
+        f"distilled writer: version 1 in {root} ({log.steps} steps, {log.seconds:.0f} s); "
+        f"held-out teacher completions {before} -> {after} nats per token\n"
+        f"use it: --set self_edit.policy={store.path(1)}; ReST-EM in the same --out starts from it"
+    )
+    return 0
+
+
 def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, todo: int):
     """The ReST-EM rounds; returns every log record (old and new)."""
     # Deferred: these load torch, which argument checking and resuming must not wait for.
@@ -128,6 +227,7 @@ def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, to
     fingerprint = runtime.fingerprint()
     for version in store.versions():
         store.verify(version, fingerprint)
+    origin = store.origin()
     baselines = {
         r["index"]: rest_em.baselines_from_record(r) for r in records if r["kind"] == "baselines"
     }
@@ -137,9 +237,9 @@ def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, to
     bar = tqdm(total=todo, desc="ReST-EM", unit="passage", dynamic_ncols=True)
     try:
         for round_ in range(1, rounds + 1):
-            if round_ in store.versions():
+            if origin + round_ in store.versions():
                 continue
-            policy = store.folder(round_ - 1)
+            policy = store.folder(origin + round_ - 1)
             for index, passage in enumerate(passages):
                 if (round_, index) in done:
                     continue
@@ -164,15 +264,17 @@ def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, to
                 stats = rest_em.round_stats(records, round_)
                 bar.set_postfix(kept=stats["kept"], reward=stats["candidate_reward"])
                 bar.update()
-            finish_round(runtime, cfg, store, passages, records, round_, fingerprint)
+            finish_round(runtime, cfg, store, passages, records, round_, origin, fingerprint)
     finally:
         bar.close()
         executor.close()
     return records
 
 
-def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprint: str) -> None:
-    """Finetune the policy on the round's kept pairs and commit it as version `round_`."""
+def finish_round(
+    runtime, cfg, store, passages, records, round_: int, origin: int, fingerprint: str
+) -> None:
+    """Finetune the policy on the round's kept pairs; commit it as version `origin + round_`."""
     from policies import rest_em  # deferred: loads torch
 
     fmt = get_format(cfg.policy.format)
@@ -180,7 +282,8 @@ def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprin
         (self_edit_prompt(runtime, fmt, passages[i].title, passages[i].context, cfg.self_edit), raw)
         for i, raw in rest_em.kept_pairs(records, round_)
     ]
-    parent = round_ - 1
+    version = origin + round_
+    parent = version - 1
     if parent:
         runtime.load_policy(store.folder(parent))
     else:
@@ -193,13 +296,14 @@ def finish_round(runtime, cfg, store, passages, records, round_: int, fingerprin
         print(f"round {round_}: no self-edit was kept; the policy is unchanged", file=sys.stderr)
     store.commit(
         runtime.write_policy_files,
-        version=round_,
+        version=version,
         parent=parent,
         base_fingerprint=fingerprint,
         config=cfg.model_dump(mode="json"),
         stats=stats,
+        round_=round_,
     )
-    store.set_current(round_)
+    store.set_current(version)
     runtime.load_policy(None)
 
 

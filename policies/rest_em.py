@@ -17,7 +17,7 @@ passage and reused by every round.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.core.config import PolicyConfig, SealConfig
@@ -187,9 +187,14 @@ def kept_pairs(records: Sequence[dict], round_: int) -> list[tuple[int, str]]:
 
 # ----------------------------------------------------------------------------- policy finetuning
 def finetune_policy(
-    runtime, pairs: Sequence[tuple[str, str]], policy: PolicyConfig, max_tokens: int
+    runtime,
+    pairs: Sequence[tuple[str, str]],
+    policy: PolicyConfig,
+    max_tokens: int,
+    on_step: Callable[[float], None] | None = None,
 ) -> TrainLog:
-    """Train the policy slot (as loaded: the previous version, or fresh) on the pairs."""
+    """Train the policy slot (as loaded: the previous version, or fresh) on the pairs, the
+    prompts masked; `on_step(loss)` after every optimizer step."""
     token_pairs = tokenize_sequences(runtime, pairs, max_tokens)
     if not token_pairs:
         raise SealError("no (prompt, self-edit) pairs to finetune the policy on")
@@ -204,6 +209,7 @@ def finetune_policy(
             epochs=policy.epochs,
             batch_size=policy.batch_size,
             seed=policy.seed,
+            on_step=on_step,
         )
 
 

@@ -7,6 +7,8 @@ two learned things. Layout:
     current           the version number the agent uses when pointed at the store (0: base)
 
 Version r is the policy after ReST-EM round r; version 0 is the base model itself (no folder).
+A store may start with a distilled writer (`seal train-policy --distill`: version 1, round 0);
+its ReST-EM rounds then start from it, round r writing version r + 1.
 A version is written into a hidden temporary folder, fsynced, then renamed into place, so it
 exists whole or not at all; its manifest records round, parent, base-model fingerprint, config
 and the sha256 of every file, and loading checks them.
@@ -67,8 +69,10 @@ class PolicyStore:
         base_fingerprint: str,
         config: dict[str, Any],
         stats: dict[str, Any] | None = None,
+        round_: int | None = None,
     ) -> Path:
-        """Store policy `version` whose files `write(folder)` produces; returns its folder."""
+        """Store policy `version` whose files `write(folder)` produces; returns its folder.
+        `round_`: the ReST-EM round that wrote it (default: the version; 0: distilled)."""
         if version < 1:
             raise ValueError("policy versions start at 1 (0 is the base model)")
         final = self.path(version)
@@ -76,7 +80,7 @@ class PolicyStore:
             raise SealError(f"policy version {version} already exists at {final}")
         manifest = {
             "version": version,
-            "round": version,
+            "round": version if round_ is None else round_,
             "parent": parent,
             "base_fingerprint": base_fingerprint,
             "created_at": time.time(),
@@ -85,6 +89,14 @@ class PolicyStore:
         }
         commit_folder(final, write, manifest, what="policy")
         return final
+
+    def origin(self) -> int:
+        """The version ReST-EM round 1 samples with: the distilled writer (round 0) when the
+        store starts with one, else 0 (the model itself). Round r writes version origin + r."""
+        first = self.path(1) / MANIFEST
+        if first.exists() and json.loads(first.read_text(encoding="utf-8")).get("round") == 0:
+            return 1
+        return BASE
 
     def set_current(self, version: int) -> None:
         if version != BASE:

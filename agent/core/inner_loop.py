@@ -154,9 +154,11 @@ def fit(
     epochs: int,
     batch_size: int,
     seed: int,
+    on_step: Callable[[float], None] | None = None,
 ) -> TrainLog:
     """AdamW on `params` over `items` (token lists, or anything `pack_batch` packs), shuffled
-    each epoch by `seed`; the loop every LoRA in this project is trained with."""
+    each epoch by `seed`; the loop every LoRA in this project is trained with. `on_step(loss)`
+    after every optimizer step (progress of a long run)."""
     for p in params:
         p.requires_grad_(True)
     # fused: one kernel for all parameters; the default for-each-parameter loop cost 10% of a
@@ -183,5 +185,7 @@ def fit(
                 log.tokens += batch.input_ids.shape[1]
                 log.loss_tokens += n_loss
                 log.steps += 1
+                if on_step is not None:
+                    on_step(log.losses[-1])
     log.seconds = time.perf_counter() - start
     return log

@@ -185,3 +185,57 @@ def test_policy_slot_keeps_the_knowledge_adapter(runtime, tiny_adapt, tmp_path, 
     runtime.load_policy(None)
     assert not runtime.has_policy()
     assert all(torch.equal(a, b) for a, b in zip(before, runtime.adapter_parameters(), strict=True))
+
+
+def teacher_file(tmp_path) -> str:
+    """Teacher self-edits of ten made-up passages in SEAL's .jsonl shape (the held-out tenth
+    is what distillation's evidence is measured on)."""
+    from policies.self_edit import get_format
+
+    fmt = get_format("implications")
+    cities = ["Paris", "Rome", "Lyon", "Nice", "Turin", "Milan", "Genoa", "Lille", "Pisa", "Siena"]
+    rows = [
+        {
+            "prompt": fmt.prompt(city, f"The museum in {city} has many old paintings."),
+            "completion": f"1. Many people visit the museum in {city}.\n2. The museum is old.",
+        }
+        for city in cities
+    ]
+    path = tmp_path / "teacher.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_distillation_teaches_the_teachers_self_edits_and_rest_em_continues_from_it(
+    squad_file, tmp_path, policy_settings, capsys
+):
+    out = tmp_path / "policy"
+    settings = [*policy_settings, "--set", "policy.epochs=8", "--set", "policy.batch_size=3"]
+    assert (
+        main(["train-policy", "--distill", teacher_file(tmp_path), "--out", str(out), *settings])
+        == 0
+    )
+    store = PolicyStore(out)
+    manifest = store.verify(1)  # checksummed and loadable
+    stats = json.loads((out / "distill.json").read_text())
+    assert manifest["round"] == 0 and manifest["stats"] == stats
+    assert stats["pairs"] == 9 and stats["held_out_pairs"] == 1
+    assert stats["held_out_logprob_after"] > stats["held_out_logprob_before"] + 0.5
+    assert store.current() == 1 and store.origin() == 1
+    assert "version 1" in capsys.readouterr().out
+    # A second distillation into the same store is refused; ReST-EM continues from version 1.
+    assert (
+        main(["train-policy", "--distill", teacher_file(tmp_path), "--out", str(out), *settings])
+        == 2
+    )
+    assert train(squad_file, out, policy_settings, rounds=1) == 0
+    assert store.versions() == [1, 2] and store.current() == 2
+    assert store.verify(2)["parent"] == 1 and store.verify(2)["round"] == 1
+
+
+def test_distill_or_data_one_of_them(squad_file, tmp_path, capsys):
+    assert main(["train-policy", "--out", str(tmp_path)]) == 2
+    assert "give a SQuAD-format data file" in capsys.readouterr().err
+    argv = ["train-policy", str(squad_file), "--distill", str(squad_file), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "not both" in capsys.readouterr().err
