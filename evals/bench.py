@@ -1,288 +1,45 @@
-"""Speed benchmarks. `python evals/bench.py inner-loop|stores|ingest|startup --out runs/bench`
+"""Speed benchmarks. `python evals/bench.py inner-loop|dtype|stores|ingest|serve|startup`
 
 startup: see evals/bench_startup.py; `seal status`, `seal history`, `seal --help` wall time and
 peak RSS (median of --repeats); writes startup.json.
 
 stores: see evals/bench_stores.py; writes stores.json.
 
+dtype: see evals/bench_dtype.py; bf16 against float32 (training, generation, memory growth over
+many differently shaped updates); writes dtype.json.
+
+serve: see evals/bench_serve.py; writes bench.json (results/serve by default).
+
 ingest: see evals/bench_ingest.py; `seal ingest --follow` for --minutes (default 60) against the
 local news server; items per hour stored and learned, memory over the run; writes
 bench_ingest.json.
 
-inner-loop: per passage, the seconds spent writing the self-edit, training and answering, with the
-default config; medians over the passages; training throughput in tokens/s and as a fraction of the
-machine's matmul peak (measured here, fp32 and bf16); peak RSS. Then the same passages and the same
-training sequences through SEAL's published recipe (every line padded to 2048 tokens with the pads
-in the loss, HF Trainer, LoRA r=32 alpha=64 on q/v, lr 1e-3) and through ours, both at
-`--compare-epochs` epochs, with their accuracy side by side. Writes bench.json.
+inner-loop: see evals/bench_inner_loop.py; the inner loop's seconds per passage (self-edit,
+training, answering), training's share of the matmul peak, generation tokens/s; the same harness
+first runs on the code before the speed work (--baseline REV: another revision; none: skip), and
+the report gives the ratios; --seal-recipe adds SEAL's training recipe side by side. Writes
+inner_loop.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import torch
-
-from agent.core.answering import answer_and_grade, mean_of
-from agent.core.config import AdaptConfig, SealConfig, add_config_arguments, config_from_args
+from agent.core.config import add_config_arguments, config_from_args
 from agent.core.errors import run_cli
-from agent.core.inner_loop import train_adapter
 from agent.core.io import write_atomic
-from agent.core.runtime import ModelRuntime
-from agent.core.squad import EVAL200, SquadPassage, load_squad
-from evals import bench_ingest, bench_serve, bench_startup, bench_stores
-from policies.self_edit import write_self_edits
-
-SEAL_PAD_TO = 2048  # SEAL pads every training line to this length and keeps pads in the loss
-
-
-def matmul_peak_gflops(
-    dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 5
-) -> float:
-    """Median throughput of an n x n x n matmul: the machine's practical peak for this dtype."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    rates = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates)
-
-
-def matmul_params(model) -> int:
-    """Parameters that take part in matmuls per token: every Linear, plus the LM head."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    total = 0
-    for name, module in base.named_modules():
-        if isinstance(module, torch.nn.Linear) and "lora_" not in name:
-            total += module.weight.numel()
-    return total
-
-
-def train_flops(n_params: int, tokens: int) -> float:
-    # Forward 2P per token, backward 2P for the input gradients; the frozen base weights get no
-    # weight-gradient matmuls (LoRA's own are < 1% here). Attention scores are left out.
-    return 4.0 * n_params * tokens
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def median(xs: list[float]) -> float:
-    return round(statistics.median(xs), 3) if xs else float("nan")
-
-
-def seal_recipe_train(runtime, sequences: list, adapt: AdaptConfig, epochs: int) -> float:
-    """SEAL's published recipe: each line padded to 2048 tokens, labels = input ids (pads in the
-    loss), HF Trainer on a fresh adapter. Returns the seconds Trainer.train took."""
-    from transformers import Trainer, TrainingArguments, default_data_collator
-
-    tok = runtime.tokenizer
-    rows = []
-    for item in sequences:
-        text = item if isinstance(item, str) else "".join(item)  # SEAL trains every token
-        enc = tok(text, padding="max_length", truncation=True, max_length=SEAL_PAD_TO)
-        rows.append({**enc, "labels": list(enc["input_ids"])})
-    runtime.reset_adapter(adapt.seed)
-    for p in runtime.adapter_parameters():
-        p.requires_grad_(True)
-    with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            per_device_train_batch_size=adapt.batch_size,
-            num_train_epochs=epochs,
-            learning_rate=adapt.learning_rate,
-            logging_strategy="no",
-            save_strategy="no",
-            report_to=[],
-            seed=adapt.seed,
-            remove_unused_columns=False,
-            disable_tqdm=True,
-            use_cpu=runtime.device.type == "cpu",
-            bf16=runtime.base_model.dtype == torch.bfloat16,
-        )
-        trainer = Trainer(
-            model=runtime.model, args=args, train_dataset=rows, data_collator=default_data_collator
-        )
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    runtime.model.eval()
-    return seconds
-
-
-def bench_inner_loop(
-    cfg: SealConfig, passages: list[SquadPassage], compare_epochs: int, seal_recipe: bool, seed: int
-) -> dict:
-
-    runtime = ModelRuntime.load(cfg.model, cfg.adapt)
-    device, dtype = runtime.device, runtime.base_model.dtype
-    dtype_name = str(dtype).removeprefix("torch.")
-    peaks = {"float32": matmul_peak_gflops(torch.float32, device)}
-    if dtype != torch.float32:
-        peaks[dtype_name] = matmul_peak_gflops(dtype, device)
-    n_params = matmul_params(runtime.model)
-
-    per_passage, edits = [], []
-    for i, p in enumerate(passages):
-        runtime.reset_adapter(cfg.adapt.seed)
-        t0 = time.perf_counter()
-        [edit] = write_self_edits(
-            runtime,
-            p.title,
-            p.context,
-            cfg.self_edit.model_copy(update={"num_candidates": 1}),
-            seed=seed,
-        )
-        t1 = time.perf_counter()
-        log = train_adapter(runtime, edit.sequences, cfg.adapt)
-        t2 = time.perf_counter()
-        graded = answer_and_grade(runtime, p.questions, cfg.eval)
-        t3 = time.perf_counter()
-        edits.append(edit)
-        row = {
-            "index": i,
-            "title": p.title,
-            "self_edit_s": t1 - t0,
-            "train_s": t2 - t1,
-            "answer_s": t3 - t2,
-            "total_s": t3 - t0,
-            "train_tokens": log.tokens,
-            "n_sequences": log.n_sequences,
-            "tokens_per_s": log.tokens_per_second,
-            "contained": mean_of(graded, "contained"),
-        }
-        per_passage.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
-        print(
-            f"[{i + 1}/{len(passages)}] {p.title}: self-edit {row['self_edit_s']:.1f} s, "
-            f"train {row['train_s']:.1f} s ({log.tokens} tok), answer {row['answer_s']:.1f} s",
-            file=sys.stderr,
-        )
-
-    train_tok = sum(r["train_tokens"] for r in per_passage)
-    train_sec = sum(r["train_s"] for r in per_passage)
-    achieved = train_flops(n_params, train_tok) / train_sec / 1e9
-    result: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "torch_threads": torch.get_num_threads(),
-            "device": str(device),
-            "dtype": dtype_name,
-        },
-        "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
-        "matmul_params": n_params,
-        "flops_formula": "4 * matmul_params * tokens (forward + input-gradient backward)",
-        "passages": per_passage,
-        "inner_loop_median_s": median([r["total_s"] for r in per_passage]),
-        "self_edit_median_s": median([r["self_edit_s"] for r in per_passage]),
-        "train_median_s": median([r["train_s"] for r in per_passage]),
-        "answer_median_s": median([r["answer_s"] for r in per_passage]),
-        "train_tokens_per_s": round(train_tok / train_sec, 1),
-        "train_gflops": round(achieved, 1),
-        "train_fraction_of_fp32_peak": round(achieved / peaks["float32"], 3),
-        "train_fraction_of_own_dtype_peak": round(achieved / peaks[dtype_name], 3),
-    }
-
-    if seal_recipe:
-        ours_cfg = cfg.adapt.model_copy(update={"epochs": compare_epochs})
-        seal_adapt = cfg.adapt.model_copy(
-            update={
-                "rank": 32,
-                "alpha": 64.0,
-                "target_modules": ["q_proj", "v_proj"],
-                "learning_rate": 1e-3,
-                "epochs": compare_epochs,
-                "dropout": 0.0,
-            }
-        )
-        seal_runtime = ModelRuntime.load(cfg.model, seal_adapt)
-        rows = []
-        for i, (p, edit) in enumerate(zip(passages, edits, strict=True)):
-            log = train_adapter(runtime, edit.sequences, ours_cfg)
-            ours = answer_and_grade(runtime, p.questions, cfg.eval)
-            seal_s = seal_recipe_train(seal_runtime, edit.sequences, seal_adapt, compare_epochs)
-            theirs = answer_and_grade(seal_runtime, p.questions, cfg.eval)
-            rows.append(
-                {
-                    "index": i,
-                    "ours_train_s": round(log.seconds, 3),
-                    "seal_train_s": round(seal_s, 3),
-                    "ours_contained": mean_of(ours, "contained"),
-                    "seal_contained": mean_of(theirs, "contained"),
-                    "ours_gold_logprob": round(mean_of(ours, "gold_logprob"), 4),
-                    "seal_gold_logprob": round(mean_of(theirs, "gold_logprob"), 4),
-                }
-            )
-            print(
-                f"[compare {i + 1}/{len(passages)}] ours {log.seconds:.1f} s, "
-                f"SEAL recipe {seal_s:.1f} s",
-                file=sys.stderr,
-            )
-        mean = lambda k: round(sum(r[k] for r in rows) / len(rows), 4)  # noqa: E731
-        result["seal_recipe"] = {
-            "epochs": compare_epochs,
-            "recipe": f"each line padded to {SEAL_PAD_TO} tokens, pads in the loss, HF Trainer, "
-            "LoRA r=32 alpha=64 on q_proj/v_proj, lr 1e-3, batch "
-            f"{cfg.adapt.batch_size}",
-            "ours": f"packed, no padding, LoRA r={cfg.adapt.rank} alpha={cfg.adapt.alpha} on "
-            f"{','.join(cfg.adapt.target_modules)}, lr {cfg.adapt.learning_rate}, batch "
-            f"{cfg.adapt.batch_size}",
-            "passages": rows,
-            "ours_train_median_s": median([r["ours_train_s"] for r in rows]),
-            "seal_train_median_s": median([r["seal_train_s"] for r in rows]),
-            "ours_contained": mean("ours_contained"),
-            "seal_contained": mean("seal_contained"),
-            "ours_gold_logprob": mean("ours_gold_logprob"),
-            "seal_gold_logprob": mean("seal_gold_logprob"),
-        }
-        result["speedup_vs_seal_recipe"] = round(
-            result["seal_recipe"]["seal_train_median_s"]
-            / result["seal_recipe"]["ours_train_median_s"],
-            2,
-        )
-    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    return result
-
-
-def report(result: dict) -> str:
-    lines = [
-        f"inner loop median {result['inner_loop_median_s']:.1f} s per passage "
-        f"(self-edit {result['self_edit_median_s']:.1f} s, train {result['train_median_s']:.1f} s, "
-        f"answer {result['answer_median_s']:.1f} s) over {len(result['passages'])} passages",
-        f"training {result['train_tokens_per_s']:.0f} tokens/s = {result['train_gflops']:.0f} "
-        f"GFLOP/s: {100 * result['train_fraction_of_fp32_peak']:.0f}% of the measured fp32 matmul "
-        f"peak ({result['matmul_peak_gflops']['float32']:.0f} GFLOP/s), "
-        f"{100 * result['train_fraction_of_own_dtype_peak']:.0f}% of the "
-        f"{result['machine']['dtype']} peak",
-        f"peak RSS {result['peak_rss_mb']:.0f} MB",
-    ]
-    if "seal_recipe" in result:
-        s = result["seal_recipe"]
-        lines.append(
-            f"vs SEAL's recipe at {s['epochs']} epoch(s): train {s['ours_train_median_s']:.1f} s "
-            f"vs {s['seal_train_median_s']:.1f} s = {result['speedup_vs_seal_recipe']:.1f}x faster;"
-            f" contained {100 * s['ours_contained']:.0f}% vs {100 * s['seal_contained']:.0f}%, "
-            f"gold log-prob {s['ours_gold_logprob']:.2f} vs {s['seal_gold_logprob']:.2f}"
-        )
-    return "\n".join(lines)
+from agent.core.squad import EVAL200
+from evals import (
+    bench_dtype,
+    bench_ingest,
+    bench_inner_loop,
+    bench_serve,
+    bench_startup,
+    bench_stores,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         help="epochs for both sides of the SEAL-recipe comparison (its padded lines "
         "cost ~2 min per epoch per passage on a 2-core CPU)",
     )
-    il.add_argument("--no-seal-recipe", action="store_true", help="skip the comparison")
+    il.add_argument("--seal-recipe", action="store_true", help="also train with SEAL's recipe")
+    il.add_argument(
+        "--baseline",
+        default=bench_inner_loop.BASELINE_REV,
+        metavar="REV",
+        help="git revision whose code runs first through the same harness ('none': skip; "
+        "default: the code before the speed work)",
+    )
     il.add_argument("--seed", type=int, default=0)
     st = sub.add_parser("stores", help="passage store, ledger and adapter store speeds")
     st.add_argument("--passages", type=int, default=10_000, help="passages to embed and insert")
@@ -312,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ig.add_argument("--poll-every", type=float, default=60.0, help="feed poll interval, seconds")
     su = sub.add_parser("startup", help="start-up time and memory of the light seal commands")
     su.add_argument("--repeats", type=int, default=5, help="runs per command (median)")
-    for p in (il, st, ig, su):
+    dt = sub.add_parser("dtype", help="bf16 vs float32: training, generation, memory growth")
+    dt.add_argument("--steps", type=int, default=120, help="training steps per dtype")
+    for p in (il, st, ig, su, dt):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
         add_config_arguments(p)
     sv = sub.add_parser("serve", help="seal serve: streaming chats of many users during an update")
@@ -327,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.bench == "ingest":
-        config_args = (["--config", str(args.config)] if args.config else []) + [
-            a for s in args.set for a in ("--set", s)
-        ]
         result = bench_ingest.run(
-            config_args,
+            config_argv(args),
             args.minutes,
             backlog=args.backlog,
             publish_every=args.publish_every,
@@ -352,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         print(bench_serve.report(result))
         print(f"wrote {args.out / 'bench.json'}")
         return 0
+    if args.bench == "dtype":
+        result = bench_dtype.run(args.steps, config_argv(args))
+        write_atomic(args.out / "dtype.json", json.dumps(result, indent=2) + "\n")
+        print(bench_dtype.report(result))
+        print(f"wrote {args.out / 'dtype.json'}")
+        return 0
     if args.bench == "startup":
         result = bench_startup.run(args.repeats)
         write_atomic(args.out / "startup.json", json.dumps(result, indent=2) + "\n")
@@ -364,15 +133,29 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(args.out / "stores.json", json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out / 'stores.json'}")
         return 0
-    passages = load_squad(args.data)[: args.passages]
-    result = bench_inner_loop(
-        cfg, passages, args.compare_epochs, not args.no_seal_recipe, args.seed
+    child = ["--passages", str(args.passages), "--data", str(args.data.resolve())]
+    child += ["--seed", str(args.seed), *config_argv(args)]
+    result = bench_inner_loop.run(
+        cfg,
+        args.data,
+        args.passages,
+        args.compare_epochs,
+        args.seal_recipe,
+        args.seed,
+        None if args.baseline == "none" else args.baseline,
+        child,
+        args.out,
     )
-    result["config"] = cfg.model_dump(mode="json")
-    write_atomic(args.out / "bench.json", json.dumps(result, indent=2) + "\n")
-    print(report(result))
-    print(f"wrote {args.out / 'bench.json'}")
+    write_atomic(args.out / "inner_loop.json", json.dumps(result, indent=2) + "\n")
+    print(bench_inner_loop.report(result))
+    print(f"wrote {args.out / 'inner_loop.json'}")
     return 0
+
+
+def config_argv(args) -> list[str]:
+    """The --config/--set flags of this run, for a child process."""
+    given = ["--config", str(Path(args.config).resolve())] if args.config else []
+    return given + [a for s in args.set for a in ("--set", s)]
 
 
 if __name__ == "__main__":

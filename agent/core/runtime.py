@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+# oneDNN (bf16 matmuls on a CPU) keeps a kernel per input shape it meets, up to 1024; every update
+# trains rows of new lengths, so in bf16 a process grew by 1.2 GB over 90 training steps of random
+# lengths (evals/bench_dtype.py). Read when the first kernel is made; a user's own value stays.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
+
+import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError, safe_open
