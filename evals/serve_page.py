@@ -35,9 +35,14 @@ def open_browser(width: int = 1280, height: int = 900):
 
 
 def wait_for(condition, timeout: float, what: str, poll: float = 0.25):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:  # the page redrew its tables meanwhile
+            value = None
         if value:
             return value
         time.sleep(poll)
