@@ -81,7 +81,9 @@ def test_merge_keeps_what_was_learned_across_reloads_and_rollbacks(
 
 
 def test_merge_that_loses_what_was_learned_is_rolled_back(state, tiny_model_dir, tiny_adapt):
-    # Merged in bfloat16, the small LoRA delta is mostly rounded away: the check must catch it.
+    # Merged in bfloat16, a small LoRA delta is mostly rounded away: the check must catch it.
+    # At lr 1e-3 the delta was large enough that rounding moved the score either way (+0.09 on
+    # an AVX512-BF16 machine); at 1e-4 it is well under bf16's resolution of the weights.
     cfg = config(
         tiny_model_dir,
         tiny_adapt,
@@ -90,7 +92,7 @@ def test_merge_that_loses_what_was_learned_is_rolled_back(state, tiny_model_dir,
         max_passage_drop=0.05,
         max_mean_drop=0.05,
     )
-    cfg.adapt = cfg.adapt.model_copy(update={"learning_rate": 1e-3})
+    cfg.adapt = cfg.adapt.model_copy(update={"learning_rate": 1e-4})
     runtime = load_runtime(state, cfg)
     france = add(state, *DOCS["france"])
     learned = run_update(state, runtime, cfg, france)
