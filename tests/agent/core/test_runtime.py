@@ -247,3 +247,28 @@ def test_auto_device_and_dtype_are_chosen_once_and_recorded_in_the_config(
     assert model_cfg.dtype == str(runtime.base_model.dtype).removeprefix("torch.")
     again = ModelRuntime.load(model_cfg, tiny_adapt())  # the recorded choice reloads
     assert again.base_model.dtype == runtime.base_model.dtype
+
+
+def test_folded_decoding_computes_the_adapters_logits_and_gives_the_weights_back(trained):
+    before = {n: p.detach().clone() for n, p in trained.model.named_parameters()}
+    adapted = logits(trained)
+    with trained.folded():
+        folded = logits(trained)
+        changed = [n for n, p in trained.model.named_parameters() if not torch.equal(p, before[n])]
+    torch.testing.assert_close(folded, adapted, atol=1e-4, rtol=0)
+    assert changed and all("base_layer" in n for n in changed)  # the adapted weights, folded
+    assert all(torch.equal(p, before[n]) for n, p in trained.model.named_parameters())
+    torch.testing.assert_close(logits(trained), adapted, atol=0, rtol=0)
+    with trained.adapter_disabled(), trained.folded():  # no active adapter: nothing to fold
+        assert all(torch.equal(p, before[n]) for n, p in trained.model.named_parameters())
+
+
+def test_folded_decoding_folds_the_policy_when_the_policy_writes(trained):
+    trained.reset_policy(seed=1)
+    for p in trained.policy_parameters():  # a policy unlike the knowledge adapter
+        p.data.normal_(0, 0.2)
+    with trained.policy_active():
+        expected = logits(trained)
+        with trained.folded():
+            torch.testing.assert_close(logits(trained), expected, atol=1e-4, rtol=0)
+    trained.load_policy(None)
