@@ -54,8 +54,8 @@ class ModelConfig(_Section):
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        description="Weights dtype; 'auto' is bfloat16 on cuda and on CPUs with native bf16 "
-        "matmuls (AVX512-BF16/AMX), float32 elsewhere. LoRA weights stay float32.",
+        description="Weights dtype; 'auto' is bfloat16 on cuda and float32 on a CPU (measured "
+        "there: as fast, and bf16's memory grows with every update). LoRA weights stay float32.",
     )
     cache_dir: Path | None = Field(
         None,

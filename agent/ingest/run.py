@@ -98,13 +98,6 @@ def run_ingest(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         return 0
     if args.json_logs:
         cfg.ingest.json_logs = True
-    from agent.core.runtime import pick_device  # deferred: torch (--status never needs it)
-
-    if cfg.model.dtype == "auto" and pick_device(cfg.model.device).type == "cpu":
-        # Measured: in bf16 on CPU, RSS grows with every update (oneDNN caches kernels per new
-        # shape: 1015 -> 2000 MB over 10 updates); in float32 it stays flat (597 -> 611 MB).
-        # A run of days needs bounded memory more than bf16's speed.
-        cfg.model.dtype = "float32"
     sources = [source_of(spec) for spec in args.sources]  # user errors before taking the lock
     control = Control()
     # SIGALRM ends a --for run like a signal: an update under way is abandoned, not waited for.
