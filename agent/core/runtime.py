@@ -227,7 +227,8 @@ class ModelRuntime:
         with self.folded():
             for start in range(0, len(prompts), per_call):
                 chunk = prompts[start : start + per_call]
-                rows = self._decode(chunk, k, max_new_tokens, temperature, top_p, stop_at_newline)
+                steps = self._steps(chunk, k, max_new_tokens, temperature, top_p, stop_at_newline)
+                rows = torch.stack(list(steps), dim=1).cpu()  # rows of one prompt adjacent
                 texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
                 outputs.extend(texts[i * k : (i + 1) * k] for i in range(len(chunk)))
         return outputs
@@ -278,20 +279,6 @@ class ModelRuntime:
             table = table.to(self.device)
             self.__dict__[key] = table
         return table
-
-    def _decode(
-        self,
-        prompts: Sequence[str],
-        k: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop_at_newline: bool,
-    ) -> torch.Tensor:
-        """Token ids of `k` continuations per prompt, (len(prompts) * k, steps), rows of one
-        prompt adjacent."""
-        steps = self._steps(prompts, k, max_new_tokens, temperature, top_p, stop_at_newline)
-        return torch.stack(list(steps), dim=1).cpu()
 
     def _steps(
         self,
