@@ -19,12 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from agent.core.config import SealConfig, load_config, parse_overrides
 from agent.core.errors import SealError
-from agent.core.io import append_jsonl, read_jsonl, write_atomic
-from agent.train_policy import CONFIG, LOG, SUMMARY, check_resumable, run_train_policy
+from agent.core.io import read_jsonl, write_atomic
+from agent.train_policy import (
+    CONFIG,
+    LOG,
+    SUMMARY,
+    check_resumable,
+    commit_round,
+    run_rounds,
+    run_train_policy,
+)
 from policies.arc.grids import ArcTask, load_tasks
 from policies.arc.self_edit import writer_prompt
 from policies.arc.settings import SIZES, ArcSettings, merged, preset
@@ -159,97 +165,72 @@ def train_policy(cfg: SealConfig, settings: ArcSettings, data: Path, root: Path)
 
 
 def train(cfg, settings, tasks: list[ArcTask], store, records: list[dict], rounds: int, todo: int):
-    """The ReST-EM rounds; returns every log record (old and new)."""
+    """The ReST-EM rounds over ARC tasks; returns every log record (old and new)."""
     # Deferred: these load torch, which argument checking and resuming must not wait for.
     from agent.core.runtime import ModelRuntime
     from policies.arc import rest_em
     from policies.arc.ttt import ArcResult
-    from policies.executor import make_executor
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
-    fingerprint = runtime.fingerprint()
-    for version in store.versions():
-        store.verify(version, fingerprint)
+
+    def run_item(executor, round_, index, task, policy, baseline):
+        record, base = rest_em.run_task(
+            runtime,
+            executor,
+            cfg,
+            settings,
+            round_=round_,
+            index=index,
+            task=task,
+            policy=policy,
+            baseline=baseline,
+        )
+        return record, base, rest_em.baseline_record(index, task.id, base)
+
+    def finish_round(round_: int, version: int) -> None:
+        """Finetune the writer on the round's kept (prompt, config) pairs."""
+        pairs = [
+            (writer_prompt(runtime, rest_em.training_split(tasks[i])[0], settings), raw)
+            for i, raw in rest_em.kept_pairs(records, round_)
+        ]
+        # the writer's prompt is the whole task plus the instruction; room for it and the config
+        longest = max((runtime.count_tokens(prompt) for prompt, _ in pairs), default=0)
+        commit_round(
+            runtime,
+            cfg,
+            store,
+            pairs,
+            rest_em.round_stats(records, round_),
+            round_=round_,
+            version=version,
+            cap=longest + 2 * settings.writer_max_new_tokens,
+            config=cfg.model_dump(mode="json") | {"arc": settings.model_dump(mode="json")},
+            what="config",
+        )
+
+    def postfix(round_: int) -> dict:
+        stats = rest_em.round_stats(records, round_)
+        return {"valid": stats["valid"], "kept": stats["kept"]}
+
     baselines = {
         r["index"]: ArcResult.from_dict(r["result"]) for r in records if r["kind"] == "arc-baseline"
     }
-    done = {(r["round"], r["index"]) for r in records if r["kind"] == "arc-task"}
-    log_path = store.root / LOG
-    executor = make_executor(cfg, runtime)
-    bar = tqdm(total=todo, desc="ARC ReST-EM", unit="task", dynamic_ncols=True)
-    try:
-        for round_ in range(1, rounds + 1):
-            if round_ in store.versions():
-                continue
-            policy = store.folder(round_ - 1)
-            for index, task in enumerate(tasks):
-                if (round_, index) in done:
-                    continue
-                bar.set_description(f"ARC ReST-EM round {round_}/{rounds}")
-                start = time.perf_counter()
-                record, base = rest_em.run_task(
-                    runtime,
-                    executor,
-                    cfg,
-                    settings,
-                    round_=round_,
-                    index=index,
-                    task=task,
-                    policy=policy,
-                    baseline=baselines.get(index),
-                )
-                record["seconds"] = round(time.perf_counter() - start, 1)
-                if index not in baselines:
-                    baselines[index] = base
-                    line = rest_em.baseline_record(index, task.id, base)
-                    append_jsonl(log_path, line)
-                    records.append(line)
-                append_jsonl(log_path, record)
-                records.append(record)
-                stats = rest_em.round_stats(records, round_)
-                bar.set_postfix(valid=stats["valid"], kept=stats["kept"])
-                bar.update()
-            finish_round(runtime, cfg, settings, store, tasks, records, round_, fingerprint)
-    finally:
-        bar.close()
-        executor.close()
-    return records
-
-
-def finish_round(runtime, cfg, settings, store, tasks, records, round_: int, fingerprint) -> None:
-    """Finetune the writer on the round's kept (prompt, config) pairs; commit version `round_`."""
-    # Deferred: these load torch.
-    from policies.arc import rest_em
-    from policies.rest_em import finetune_policy
-
-    pairs = [
-        (writer_prompt(runtime, rest_em.training_split(tasks[i])[0], settings), raw)
-        for i, raw in rest_em.kept_pairs(records, round_)
-    ]
-    parent = round_ - 1
-    if parent:
-        runtime.load_policy(store.folder(parent))
-    else:
-        runtime.reset_policy(cfg.policy.seed)
-    stats = rest_em.round_stats(records, round_)
-    if pairs:
-        # the writer's prompt is the whole task plus the instruction; room for it and the config
-        longest = max(runtime.count_tokens(prompt) for prompt, _ in pairs)
-        cap = longest + 2 * settings.writer_max_new_tokens
-        log = finetune_policy(runtime, pairs, cfg.policy, cap)
-        stats["train"] = log.as_dict()
-    else:
-        print(f"round {round_}: no config was kept; the writer is unchanged", file=sys.stderr)
-    store.commit(
-        runtime.write_policy_files,
-        version=round_,
-        parent=parent,
-        base_fingerprint=fingerprint,
-        config=cfg.model_dump(mode="json") | {"arc": settings.model_dump(mode="json")},
-        stats=stats,
+    return run_rounds(
+        runtime,
+        cfg,
+        store,
+        records,
+        tasks,
+        rounds,
+        todo,
+        label="ARC ReST-EM",
+        unit="task",
+        kind="arc-task",
+        baselines=baselines,
+        run_item=run_item,
+        postfix=postfix,
+        finish_round=finish_round,
     )
-    store.set_current(round_)
-    runtime.load_policy(None)
 
 
 def report(summary: dict, root: Path) -> str:

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -217,89 +218,173 @@ def run_distill(files: list[Path], cfg: SealConfig, root: Path) -> int:
 
 
 def train(cfg: SealConfig, passages, store, records: list[dict], rounds: int, todo: int):
-    """The ReST-EM rounds; returns every log record (old and new)."""
+    """The ReST-EM rounds over passages; returns every log record (old and new)."""
     # Deferred: these load torch, which argument checking and resuming must not wait for.
     from agent.core.runtime import ModelRuntime
     from policies import rest_em
-    from policies.executor import make_executor
 
     runtime = ModelRuntime.load(cfg.model, cfg.adapt)
-    fingerprint = runtime.fingerprint()
-    for version in store.versions():
-        store.verify(version, fingerprint)
-    origin = store.origin()
+    fmt = get_format(cfg.policy.format)
+
+    def run_item(executor, round_, index, passage, policy, baseline):
+        record, base = rest_em.run_passage(
+            runtime,
+            executor,
+            cfg,
+            round_=round_,
+            index=index,
+            passage=passage,
+            policy=policy,
+            baselines=baseline,
+        )
+        return record, base, rest_em.baselines_record(index, base)
+
+    def finish_round(round_: int, version: int) -> None:
+        pairs = [
+            (
+                self_edit_prompt(
+                    runtime, fmt, passages[i].title, passages[i].context, cfg.self_edit
+                ),
+                raw,
+            )
+            for i, raw in rest_em.kept_pairs(records, round_)
+        ]
+        stats = rest_em.round_stats(records, round_)
+        commit_round(
+            runtime,
+            cfg,
+            store,
+            pairs,
+            stats,
+            round_=round_,
+            version=version,
+            cap=cfg.adapt.max_seq_tokens,
+            config=cfg.model_dump(mode="json"),
+            what="self-edit",
+        )
+
     baselines = {
         r["index"]: rest_em.baselines_from_record(r) for r in records if r["kind"] == "baselines"
     }
-    done = {(r["round"], r["index"]) for r in records if r["kind"] == "passage"}
+
+    def postfix(round_: int) -> dict:
+        stats = rest_em.round_stats(records, round_)
+        return {"kept": stats["kept"], "reward": stats["candidate_reward"]}
+
+    return run_rounds(
+        runtime,
+        cfg,
+        store,
+        records,
+        passages,
+        rounds,
+        todo,
+        label="ReST-EM",
+        unit="passage",
+        kind="passage",
+        baselines=baselines,
+        run_item=run_item,
+        postfix=postfix,
+        finish_round=finish_round,
+        origin=store.origin(),
+    )
+
+
+def run_rounds(
+    runtime,
+    cfg: SealConfig,
+    store: PolicyStore,
+    records: list[dict],
+    items: Sequence,
+    rounds: int,
+    todo: int,
+    *,
+    label: str,
+    unit: str,
+    kind: str,
+    baselines: dict,
+    run_item: Callable,
+    postfix: Callable[[int], dict],
+    finish_round: Callable[[int, int], None],
+    origin: int = 0,
+) -> list[dict]:
+    """ReST-EM's rounds, for passages and for ARC tasks alike. Round r samples with policy
+    version origin + r - 1 and `finish_round(r, origin + r)` commits the next. Each item's
+    record (of `kind`) is appended to log.jsonl as it finishes, so an interrupted run resumes
+    at the next item; `run_item(executor, round, index, item, policy, baseline)` returns the
+    record, the item's baseline and the baseline's log line (written once per item). Returns
+    every record, old and new."""
+    from policies.executor import make_executor  # deferred: loads torch
+
+    fingerprint = runtime.fingerprint()
+    for version in store.versions():
+        store.verify(version, fingerprint)
+    done = {(r["round"], r["index"]) for r in records if r["kind"] == kind}
     log_path = store.root / LOG
     executor = make_executor(cfg, runtime)
-    bar = tqdm(total=todo, desc="ReST-EM", unit="passage", dynamic_ncols=True)
+    bar = tqdm(total=todo, desc=label, unit=unit, dynamic_ncols=True)
     try:
         for round_ in range(1, rounds + 1):
-            if origin + round_ in store.versions():
+            version = origin + round_
+            if version in store.versions():
                 continue
-            policy = store.folder(origin + round_ - 1)
-            for index, passage in enumerate(passages):
+            policy = store.folder(version - 1)
+            for index, item in enumerate(items):
                 if (round_, index) in done:
                     continue
-                bar.set_description(f"ReST-EM round {round_}/{rounds}")
-                record, base = rest_em.run_passage(
-                    runtime,
-                    executor,
-                    cfg,
-                    round_=round_,
-                    index=index,
-                    passage=passage,
-                    policy=policy,
-                    baselines=baselines.get(index),
+                bar.set_description(f"{label} round {round_}/{rounds}")
+                start = time.perf_counter()
+                record, base, line = run_item(
+                    executor, round_, index, item, policy, baselines.get(index)
                 )
+                record["seconds"] = round(time.perf_counter() - start, 1)
                 if index not in baselines:
                     baselines[index] = base
-                    line = rest_em.baselines_record(index, base)
                     append_jsonl(log_path, line)
                     records.append(line)
                 append_jsonl(log_path, record)
                 records.append(record)
-                stats = rest_em.round_stats(records, round_)
-                bar.set_postfix(kept=stats["kept"], reward=stats["candidate_reward"])
+                bar.set_postfix(postfix(round_))
                 bar.update()
-            finish_round(runtime, cfg, store, passages, records, round_, origin, fingerprint)
+            finish_round(round_, version)
     finally:
         bar.close()
         executor.close()
     return records
 
 
-def finish_round(
-    runtime, cfg, store, passages, records, round_: int, origin: int, fingerprint: str
+def commit_round(
+    runtime,
+    cfg: SealConfig,
+    store: PolicyStore,
+    pairs: list[tuple[str, str]],
+    stats: dict,
+    *,
+    round_: int,
+    version: int,
+    cap: int,
+    config: dict,
+    what: str,
 ) -> None:
-    """Finetune the policy on the round's kept pairs; commit it as version `origin + round_`."""
-    from policies import rest_em  # deferred: loads torch
+    """Finetune the policy (continuing version - 1) on the round's kept (prompt, completion)
+    pairs, prompts masked, and commit it as `version`; with no pair kept it carries over."""
+    from policies.rest_em import finetune_policy  # deferred: loads torch
 
-    fmt = get_format(cfg.policy.format)
-    pairs = [
-        (self_edit_prompt(runtime, fmt, passages[i].title, passages[i].context, cfg.self_edit), raw)
-        for i, raw in rest_em.kept_pairs(records, round_)
-    ]
-    version = origin + round_
     parent = version - 1
     if parent:
         runtime.load_policy(store.folder(parent))
     else:
         runtime.reset_policy(cfg.policy.seed)
-    stats = rest_em.round_stats(records, round_)
     if pairs:
-        log = rest_em.finetune_policy(runtime, pairs, cfg.policy, cfg.adapt.max_seq_tokens)
-        stats["train"] = log.as_dict()
+        stats["train"] = finetune_policy(runtime, pairs, cfg.policy, cap).as_dict()
     else:  # nothing beat the baseline: the policy carries over unchanged
-        print(f"round {round_}: no self-edit was kept; the policy is unchanged", file=sys.stderr)
+        print(f"round {round_}: no {what} was kept; the policy is unchanged", file=sys.stderr)
     store.commit(
         runtime.write_policy_files,
         version=version,
         parent=parent,
-        base_fingerprint=fingerprint,
-        config=cfg.model_dump(mode="json"),
+        base_fingerprint=runtime.fingerprint(),
+        config=config,
         stats=stats,
         round_=round_,
     )
