@@ -21,20 +21,17 @@ from pathlib import Path
 
 from agent.core.config import SealConfig, load_config, parse_overrides
 from agent.core.errors import SealError
-from agent.core.io import read_jsonl, write_atomic
+from agent.core.io import write_atomic
 from agent.train_policy import (
-    CONFIG,
-    LOG,
     SUMMARY,
-    check_resumable,
     commit_round,
+    open_run,
     run_rounds,
     run_train_policy,
 )
 from policies.arc.grids import ArcTask, load_tasks
 from policies.arc.self_edit import writer_prompt
 from policies.arc.settings import SIZES, ArcSettings, merged, preset
-from stores.policies import PolicyStore
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -125,22 +122,9 @@ def train_policy(cfg: SealConfig, settings: ArcSettings, data: Path, root: Path)
     tasks = training_tasks(load_tasks(data, solutions_for(data)), cfg.policy.passages)
     if not tasks:
         raise SealError(f"{data} has no task with 3 or more demonstrations to train on")
-    root.mkdir(parents=True, exist_ok=True)
     config = run_config(cfg, settings, data)
-    check_resumable(root, config)
-    write_atomic(root / CONFIG, json.dumps(config, indent=2) + "\n")
-    store = PolicyStore(root)
-    store.clean()
+    store, records, finished, todo = open_run(root, config, "arc-task", tasks, cfg)
     rounds = cfg.policy.rounds
-    records = list(read_jsonl(root / LOG))
-    done = {(r["round"], r["index"]) for r in records if r["kind"] == "arc-task"}
-    finished = [r for r in range(1, rounds + 1) if r in store.versions()]
-    todo = sum(
-        1
-        for r in range(1, rounds + 1)
-        for i in range(len(tasks))
-        if r not in finished and (r, i) not in done
-    )
     print(
         f"ARC ReST-EM: {rounds} rounds x {len(tasks)} tasks x K={cfg.policy.candidates}, reward "
         f"{cfg.policy.reward}, executor {cfg.policy.executor}; {todo} task runs to do -> {root}",

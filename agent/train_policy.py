@@ -94,23 +94,10 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
         raise SealError("give a SQuAD-format data file of training passages (or --distill FILE)")
     passages = load_squad(args.data)
     passages = passages[: cfg.policy.passages or None]
-    root.mkdir(parents=True, exist_ok=True)
-    config = run_config(cfg, args.data)
-    check_resumable(root, config)
-    write_atomic(root / CONFIG, json.dumps(config, indent=2) + "\n")
-    store = PolicyStore(root)
-    store.clean()
-    rounds = cfg.policy.rounds
-    records = list(read_jsonl(root / LOG))
-    done = {(r["round"], r["index"]) for r in records if r["kind"] == "passage"}
-    origin = store.origin()
-    finished = [r for r in range(1, rounds + 1) if origin + r in store.versions()]
-    todo = sum(
-        1
-        for r in range(1, rounds + 1)
-        for i in range(len(passages))
-        if r not in finished and (r, i) not in done
+    store, records, finished, todo = open_run(
+        root, run_config(cfg, args.data), "passage", passages, cfg
     )
+    rounds, origin = cfg.policy.rounds, store.origin()
     print(
         f"ReST-EM: {rounds} rounds x {len(passages)} passages x K={cfg.policy.candidates}, "
         f"reward {cfg.policy.reward}, executor {cfg.policy.executor}, from "
@@ -136,6 +123,25 @@ def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> i
     write_atomic(root / SUMMARY, json.dumps(summary, indent=2) + "\n")
     print(report(summary, root))
     return 0
+
+
+def open_run(root: Path, config: dict, kind: str, items: Sequence, cfg: SealConfig):
+    """A ReST-EM run's folder, opened to start or resume: the settings checked against the run it
+    continues and saved, the store cleaned of half-written versions, the log read. Returns the
+    store, the log's records, the rounds already committed, and the item runs left to do."""
+    root.mkdir(parents=True, exist_ok=True)
+    check_resumable(root, config)
+    write_atomic(root / CONFIG, json.dumps(config, indent=2) + "\n")
+    store = PolicyStore(root)
+    store.clean()
+    records = list(read_jsonl(root / LOG))
+    rounds, origin = range(1, cfg.policy.rounds + 1), store.origin()
+    done = {(r["round"], r["index"]) for r in records if r["kind"] == kind}
+    finished = [r for r in rounds if origin + r in store.versions()]
+    todo = sum(
+        1 for r in rounds for i in range(len(items)) if r not in finished and (r, i) not in done
+    )
+    return store, records, finished, todo
 
 
 def run_distill(files: list[Path], cfg: SealConfig, root: Path) -> int:
