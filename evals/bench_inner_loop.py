@@ -162,6 +162,7 @@ def generation_speed(runtime, passage: SquadPassage, repeats: int = 3) -> dict:
 def run_baseline(rev: str, argv: list[str], out: Path) -> dict:
     """This harness on the code of git revision `rev`, in a child process (see the module's
     docstring); its result."""
+    out = out.resolve()  # the child runs in the temporary folder
     with tempfile.TemporaryDirectory(prefix="seal-baseline-") as tmp:
         archive = subprocess.run(
             ["git", "-C", str(REPO), "archive", "--format=tar", rev, "agent", "policies", "stores"],
