@@ -330,21 +330,39 @@ class ModelRuntime:
                 use_cache=True,
             ).logits[:, -1]
 
-    @torch.no_grad()
     def stream(self, prompt: str, *, max_new_tokens: int, emit: Callable[[str], None]) -> str:
         """Greedy completion of one formatted prompt up to its first newline, handing the text
         to `emit` as it is decoded (a chat answer printed while it is written)."""
-        tok, ids, shown = self.tokenizer, [], ""
-        with self.folded():
-            for token in self._steps([prompt], 1, max_new_tokens, 0.0, 1.0, True):
-                ids.append(int(token[0]))
-                text = tok.decode(ids, skip_special_tokens=True)
-                if len(text) > len(shown) and not text.endswith("\ufffd"):  # not mid-character
-                    emit(text[len(shown) :])
-                    shown = text
-        if len(text := tok.decode(ids, skip_special_tokens=True)) > len(shown):
-            emit(text[len(shown) :])
+        [text] = self.stream_batch([prompt], max_new_tokens=max_new_tokens, emits=[emit])
         return text
+
+    @torch.no_grad()
+    def stream_batch(
+        self, prompts: Sequence[str], *, max_new_tokens: int, emits: Sequence[Callable[[str], None]]
+    ) -> list[str]:
+        """Greedy completions of several prompts decoded as one batch, each up to its first
+        newline, each row's new text handed to its `emit` as soon as it is whole characters
+        (several users' questions answered and streamed at once)."""
+        tok, stops = self.tokenizer, self._stop_tokens(stop_at_newline=True).tolist()
+        ids: list[list[int]] = [[] for _ in prompts]
+        shown, done = [""] * len(prompts), [False] * len(prompts)
+        with self.folded():
+            steps = self._steps(prompts, 1, max_new_tokens, 0.0, 1.0, stop_at_newline=True)
+            for tokens in steps:
+                for row, token in enumerate(tokens.tolist()):
+                    if done[row]:  # padding after the row's stop token
+                        continue
+                    ids[row].append(token)
+                    done[row] = stops[token]
+                    text = tok.decode(ids[row], skip_special_tokens=True)
+                    if len(text) > len(shown[row]) and not text.endswith("\ufffd"):
+                        emits[row](text[len(shown[row]) :])
+                        shown[row] = text
+        texts = [tok.decode(row, skip_special_tokens=True) for row in ids]
+        for emit, text, done in zip(emits, texts, shown, strict=True):
+            if len(text) > len(done):  # a last piece held back as a partial character
+                emit(text[len(done) :])
+        return texts
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,29 +102,3 @@ class ModelThread:
             task.future.set_result(task.fn(*task.args, **task.kwargs))
         except BaseException as exc:
             task.future.set_exception(exc)
-
-
-def stream_rows(tokenizer, steps: Iterator, emits: list[Callable[[str], None]], stops) -> list[str]:
-    """Decode the rows of a batched greedy decoder (`steps` yields one (rows,) token tensor per
-    step), handing each row's new text to its `emit` as soon as it is a whole character; a row
-    ends at its first stop token (EOS or a newline token), as `ModelRuntime.stream` does."""
-    ids: list[list[int]] = [[] for _ in emits]
-    shown = [""] * len(emits)
-    done = [False] * len(emits)
-    for tokens in steps:
-        for row, token in enumerate(tokens.tolist()):
-            if done[row]:
-                continue
-            ids[row].append(token)
-            done[row] = bool(stops[token])
-            text = tokenizer.decode(ids[row], skip_special_tokens=True)
-            if len(text) > len(shown[row]) and not text.endswith("\ufffd"):
-                emits[row](text[len(shown[row]) :])
-                shown[row] = text
-    texts = []
-    for row, emit in enumerate(emits):
-        text = tokenizer.decode(ids[row], skip_special_tokens=True)
-        if len(text) > len(shown[row]):
-            emit(text[len(shown[row]) :])
-        texts.append(text)
-    return texts

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
@@ -31,7 +30,7 @@ from agent.graph.graph import turn
 from agent.graph.nodes import answer_contexts, retrieve
 from agent.graph.nodes import gate as gate_node
 from agent.serve import spaces
-from agent.serve.batching import ModelThread, stream_rows
+from agent.serve.batching import ModelThread
 from agent.serve.slots import AdapterSlots
 from agent.serve.spaces import Busy, Conflict, NotFound
 from agent.serve.users import UserRegistry
@@ -239,15 +238,10 @@ class Engine:
                     results[i] = exc
         return results
 
-    @torch.no_grad()
     def _decode(self, prompts: list[str], emits: list, context: AgentContext) -> list[str]:
-        """Greedy answers of `prompts` in one batch, each streamed to its emit. Uses the
-        runtime's step decoder (the loop `ModelRuntime.stream` runs for one prompt)."""
-        runtime = self.runtime
-        steps = runtime._steps(
-            prompts, 1, context.cfg.chat.max_answer_tokens, 0.0, 1.0, stop_at_newline=True
-        )
-        return stream_rows(runtime.tokenizer, steps, emits, runtime._stop_tokens(True).tolist())
+        """Greedy answers of `prompts` in one batch, each streamed to its emit."""
+        max_tokens = context.cfg.chat.max_answer_tokens
+        return self.runtime.stream_batch(prompts, max_new_tokens=max_tokens, emits=emits)
 
     def _learn_chosen(self, user: str, documents: list[dict], gate: list[dict]) -> None:
         chosen = [g for g in gate if g["decision"] == "learn"]

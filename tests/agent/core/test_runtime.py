@@ -272,3 +272,11 @@ def test_folded_decoding_folds_the_policy_when_the_policy_writes(trained):
         with trained.folded():
             torch.testing.assert_close(logits(trained), expected, atol=1e-4, rtol=0)
     trained.load_policy(None)
+
+
+def test_a_batch_streams_each_row_as_it_would_stream_alone(trained):
+    prompts = [PROMPTS[1], "Which river flows through Rome? It is the", PROMPTS[0]]
+    pieces: list[list[str]] = [[] for _ in prompts]
+    texts = trained.stream_batch(prompts, max_new_tokens=20, emits=[p.append for p in pieces])
+    assert ["".join(p) for p in pieces] == texts
+    assert texts == [trained.stream(p, max_new_tokens=20, emit=lambda _: None) for p in prompts]
