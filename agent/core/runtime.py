@@ -128,6 +128,7 @@ class ModelRuntime:
         self.adapt = adapt
         self.model.eval()
         self._fingerprint: str | None = None
+        self._stops: dict[bool, torch.Tensor] = {}  # _stop_tokens' tables, built on first use
         self._policy_source: tuple | None = None  # what the policy slot holds (None: nothing)
         # Fingerprints of the bases this one was merged from (agent/merge.py), oldest first: a
         # self-edit policy trained on any of them still fits (knowledge adapters must match).
@@ -266,8 +267,7 @@ class ModelRuntime:
         """A (vocab,) bool table of the tokens that end a row: EOS, and with `stop_at_newline`
         every token whose text holds a newline (the row keeps that token, as a stop string
         would). Built once per runtime."""
-        key = "_stops_newline" if stop_at_newline else "_stops_eos"
-        table = self.__dict__.get(key)
+        table = self._stops.get(stop_at_newline)
         if table is None:
             tok = self.tokenizer
             size = max(len(tok), self.base_model.get_output_embeddings().weight.shape[0])
@@ -276,8 +276,7 @@ class ModelRuntime:
             if stop_at_newline:
                 texts = tok.batch_decode([[i] for i in range(len(tok))])
                 table[[i for i, text in enumerate(texts) if "\n" in text]] = True
-            table = table.to(self.device)
-            self.__dict__[key] = table
+            table = self._stops[stop_at_newline] = table.to(self.device)
         return table
 
     def _steps(
@@ -359,9 +358,9 @@ class ModelRuntime:
                         emits[row](text[len(shown[row]) :])
                         shown[row] = text
         texts = [tok.decode(row, skip_special_tokens=True) for row in ids]
-        for emit, text, done in zip(emits, texts, shown, strict=True):
-            if len(text) > len(done):  # a last piece held back as a partial character
-                emit(text[len(done) :])
+        for emit, text, sent in zip(emits, texts, shown, strict=True):
+            if len(text) > len(sent):  # a last piece held back as a partial character
+                emit(text[len(sent) :])
         return texts
 
     # ---------------------------------------------------------------- scoring
