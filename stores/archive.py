@@ -20,7 +20,16 @@ from pathlib import Path
 from agent.core.errors import SealError
 from agent.core.io import fsync_dir
 from stores.folders import damaged_file, file_digests
-from stores.state import ADAPTERS, BASES, LEDGER, MARKER, VECTORS, State, check_home
+from stores.state import (
+    ADAPTERS,
+    BASES,
+    LEDGER,
+    MARKER,
+    VECTORS,
+    State,
+    WriterLock,
+    check_home,
+)
 
 EXPORT_MANIFEST = "export.json"
 ROOT = "seal-state"
@@ -129,9 +138,14 @@ def import_state(archive: Path, home: Path, *, replace: bool = False) -> Path | 
         moved = None
         if has_state:
             moved = home.with_name(f"{home.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-            # Take the old home's lock first, so no writer is mid-update while it moves.
-            with State.open(home):
+            # Take the old home's lock first, so no writer is mid-update while it moves. Only the
+            # lock: opening its ledger would refuse a damaged one, the state an export replaces.
+            lock = WriterLock(home)
+            lock.acquire()
+            try:
                 os.rename(home, moved)
+            finally:
+                lock.release()
         elif home.exists():
             home.rmdir()  # empty: check_home refused anything else
         os.rename(folder, home)

@@ -9,6 +9,7 @@ import pytest
 
 from agent.core.errors import SealError
 from evals.adversary import dangle_current, delete_current, delete_ledger, empty_ledger, flip_page
+from stores.archive import export_state, import_state
 from stores.doctor import diagnose, rebuild
 from stores.ledger_file import LedgerDamaged
 from stores.state import LEDGER, MARKER, State
@@ -151,3 +152,19 @@ def test_a_damaged_current_pointer_is_named_with_the_way_back(tmp_path, damage, 
         assert state.base_for(3) is None
         with pytest.raises(SealError, match="no adapter version 7"):
             state.base_for(7)
+
+
+@pytest.mark.parametrize(
+    "damage", [empty_ledger, delete_ledger, flip_page], ids=["emptied", "deleted", "page"]
+)
+def test_an_export_replaces_a_damaged_state_which_is_kept_aside(tmp_path, damage):
+    """The refusal's other way out: `seal import ARCHIVE --replace` over the damaged state."""
+    home = learned_home(tmp_path)
+    with State.open(home) as state:
+        export_state(state, tmp_path / "backup.tar.gz")
+    damage(home)
+    moved = import_state(tmp_path / "backup.tar.gz", home, replace=True)
+    with State.open(home) as state:
+        assert state.adapters.current() == 3 and state.ledger.integrity_errors() == []
+    assert folders(moved) == ["v000001", "v000002", "v000003"]  # kept aside, nothing deleted
+    assert any("ledger" in f for f in diagnose(moved))  # ... still damaged: for the doctor
