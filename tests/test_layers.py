@@ -1,4 +1,4 @@
-"""The packages stack (design.md, "Layout"): agent.core < stores < policies < the rest of agent
+"""The packages stack (README, "Layout"): agent.core < stores < policies < the rest of agent
 < evals, with no import cycles, and function-local imports only where they keep a heavy library
 out of a light command's start-up. Checked on the source (ast), so a break names its edge."""
 
