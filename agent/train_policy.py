@@ -183,7 +183,7 @@ def run_distill(files: list[Path], cfg: SealConfig, root: Path) -> int:
             )
         return round(sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores), 4)
 
-    runtime.reset_policy(cfg.policy.seed)
+    runtime.reset_policy(cfg.policy)
     before = held_out_logprob()
     steps = cfg.policy.epochs * -(-len(train_pairs) // cfg.policy.batch_size)
     with tqdm(total=steps, desc="distillation", unit="step", dynamic_ncols=True) as bar:
@@ -380,7 +380,7 @@ def commit_round(
     if parent:
         runtime.load_policy(store.folder(parent))
     else:
-        runtime.reset_policy(cfg.policy.seed)
+        runtime.reset_policy(cfg.policy)
     if pairs:
         stats["train"] = finetune_policy(runtime, pairs, cfg.policy, cap).as_dict()
     else:  # nothing beat the baseline: the policy carries over unchanged

@@ -106,10 +106,14 @@ class AdaptConfig(_Section):
     @field_validator("target_modules", mode="before")
     @classmethod
     def _layer_names(cls, value: Any) -> Any:
-        # Numbers would be coerced to names ("1") that fail only when the model is loaded.
-        if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
-            raise ValueError('expected linear layer names, e.g. ["q_proj", "v_proj"]')
-        return value
+        return _layer_names(value)
+
+
+def _layer_names(value: Any) -> Any:
+    # Numbers would be coerced to names ("1") that fail only when the model is loaded.
+    if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError('expected linear layer names, e.g. ["q_proj", "v_proj"]')
+    return value
 
 
 # The formats policies/self_edit.py defines (a test keeps the two lists equal); named here so that
@@ -333,6 +337,15 @@ class PolicyConfig(_Section):
         description="Keep a passage's best self-edit only if it beats the passage-only "
         "update (SEAL keeps self-edits that improve over it).",
     )
+    # The policy LoRA's own shape: it ships with the product (policies/writer/), so it is kept
+    # small (a few MB); the knowledge adapter's shape is adapt.*.
+    rank: int = Field(8, ge=1, le=1024, description="LoRA rank of the self-edit policy.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha of the self-edit policy.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Linear layers that get the self-edit policy's LoRA.",
+    )
     learning_rate: float = Field(3e-4, gt=0, le=1, description="AdamW lr of the policy LoRA.")
     epochs: int = Field(2, ge=1, le=50, description="Passes over the kept pairs per round.")
     batch_size: int = Field(
@@ -358,6 +371,11 @@ class PolicyConfig(_Section):
     ray_gpus_per_worker: float = Field(
         0.0, ge=0, description="GPUs each Ray actor reserves (0 on CPU machines)."
     )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _layer_names(cls, value: Any) -> Any:
+        return _layer_names(value)
 
 
 class IngestConfig(_Section):

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
-from agent.core.config import AdaptConfig, ModelConfig
+from agent.core.config import AdaptConfig, ModelConfig, PolicyConfig
 from agent.core.errors import SealError
 from agent.core.io import fsync_dir
 from agent.core.model_source import DEFAULT_MODEL, hub_offline, resolve_model_path
@@ -684,13 +684,22 @@ class ModelRuntime:
         self._set_weights(Path(folder), state, POLICY)
         self._policy_source = source
 
-    def reset_policy(self, seed: int = 0) -> None:
-        """A fresh policy slot of the configured LoRA shape (B = 0: it writes like the base)."""
+    def reset_policy(self, policy: PolicyConfig) -> None:
+        """A fresh policy slot of the policy's LoRA shape (B = 0: it writes like the base)."""
         self._drop_policy()
-        torch.manual_seed(seed)
-        self.model.add_adapter(POLICY, lora_config(self.adapt))
-        self.model.set_adapter(ADAPTER)
-        self._policy_source = ("fresh", seed)
+        torch.manual_seed(policy.seed)
+        lora = _lora(policy.rank, policy.alpha, 0.0, list(policy.target_modules))
+        try:
+            self.model.add_adapter(POLICY, lora)
+        except ValueError as exc:
+            raise SealError(
+                f"cannot attach the self-edit policy's LoRA to {self.name}: "
+                f"{str(exc).splitlines()[0][:300]}; set policy.target_modules to linear layer "
+                "names of this model"
+            ) from exc
+        finally:
+            self.model.set_adapter(ADAPTER)
+        self._policy_source = ("fresh", policy.seed)
 
     def _drop_policy(self) -> None:
         if self.has_policy():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_update import DOCS, add  # the facts and helper of the update tests
 
-from agent.core.config import SealConfig
+from agent.core.config import PolicyConfig, SealConfig
 from agent.core.errors import SealError
 from agent.learn import load_runtime
 from agent.merge import run_base_merge, updates_since_merge
@@ -140,10 +140,10 @@ def test_a_self_edit_policy_outlives_merges_into_the_base(
     cfg = config(tiny_model_dir, tiny_adapt, replay_ratio=1.0)
     runtime = load_runtime(state, cfg)
     configured = runtime.fingerprint()
-    runtime.reset_policy(seed=1)
+    runtime.reset_policy(PolicyConfig(seed=1))
     runtime.write_policy_files(tmp_path / "policy")  # a policy of the configured model
     stranger = make_runtime(model=other_base_model)
-    stranger.reset_policy(seed=1)
+    stranger.reset_policy(PolicyConfig(seed=1))
     stranger.write_policy_files(tmp_path / "stranger")
     wide = cfg.update.model_copy(update={"max_passage_drop": 5.0, "max_mean_drop": 5.0})
     cfg.update = wide  # the tiny model's answers all shift: this checks lineage, not the gate

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agent.cli import main
-from agent.core.config import SelfEditConfig
+from agent.core.config import PolicyConfig, SelfEditConfig
 from agent.core.io import read_jsonl
 from evals import knowledge
 from policies.self_edit import write_self_edits
@@ -177,7 +177,7 @@ def test_policy_slot_keeps_the_knowledge_adapter(runtime, tiny_adapt, tmp_path, 
 
     train_adapter(runtime, ["The capital of Italy is Rome."], tiny_adapt())
     before = [p.detach().clone() for p in runtime.adapter_parameters()]
-    runtime.reset_policy(seed=1)
+    runtime.reset_policy(PolicyConfig(seed=1))
     runtime.write_policy_files(tmp_path / "p")
     runtime.load_policy(tmp_path / "p")
     with runtime.policy_active():

@@ -105,7 +105,7 @@ def test_finetuned_policy_writes_what_it_was_taught_and_leaves_knowledge_alone(r
     train_adapter(runtime, ["The capital of Italy is Rome."], tiny_adapt())  # some knowledge
     knowledge = [p.detach().clone() for p in runtime.adapter_parameters()]
     answer_before = completion_logprob(runtime, "The capital of Italy is", " Rome.")
-    runtime.reset_policy(seed=0)
+    runtime.reset_policy(PolicyConfig(seed=0))
     with runtime.policy_active():
         before = completion_logprob(runtime, prompt, TAUGHT)
         prompt_before = runtime.score([prompt[:20]], [prompt[20:120]])[0].mean_logprob
@@ -130,7 +130,7 @@ def test_finetuned_policy_writes_what_it_was_taught_and_leaves_knowledge_alone(r
 # ----------------------------------------------------------------------------- the store
 def commit_taught_policy(runtime, root, version=1):
     prompt = self_edit_prompt(runtime, FORMATS["implications"], TITLE, CONTEXT, SelfEditConfig())
-    runtime.reset_policy(seed=0)
+    runtime.reset_policy(PolicyConfig(seed=0))
     finetune_policy(
         runtime,
         [(prompt, TAUGHT)],
@@ -193,7 +193,7 @@ def test_a_killed_commit_leaves_nothing_loadable(runtime, tmp_path):
     store = PolicyStore(tmp_path / "policies")
 
     def crash(folder):
-        runtime.reset_policy(0)
+        runtime.reset_policy(PolicyConfig(seed=0))
         runtime.write_policy_files(folder)
         raise KeyboardInterrupt
 

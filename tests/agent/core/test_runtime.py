@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from agent.core.config import ModelConfig
+from agent.core.config import ModelConfig, PolicyConfig
 from agent.core.errors import SealError
 from agent.core.inner_loop import train_adapter
 from agent.core.runtime import (
@@ -264,7 +264,7 @@ def test_folded_decoding_computes_the_adapters_logits_and_gives_the_weights_back
 
 
 def test_folded_decoding_folds_the_policy_when_the_policy_writes(trained):
-    trained.reset_policy(seed=1)
+    trained.reset_policy(PolicyConfig(seed=1))
     for p in trained.policy_parameters():  # a policy unlike the knowledge adapter
         p.data.normal_(0, 0.2)
     with trained.policy_active():
