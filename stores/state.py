@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,7 @@ class State:
         self.lock = lock
         self.recovered = recovered
         self._passages: PassageStore | None = None
+        self._vectors_copy: Path | None = None  # a read-only mount's passage store, copied
         self._reconciled: set[str] = set()  # namespaces whose vectors match the ledger
 
     @classmethod
@@ -281,18 +283,31 @@ class State:
 
     @property
     def passages(self) -> PassageStore:
-        """The vector store, opened on first use (chromadb takes a few seconds to import)."""
+        """The vector store, opened on first use (chromadb takes a few seconds to import).
+
+        chromadb opens its database for writing, even to read: a read-only state on a folder
+        that cannot be written (a read-only mount) reads a temporary copy of the store, so the
+        chat still retrieves and answers there."""
         if self._passages is None:
             from stores.passages import PassageStore  # deferred: chromadb
 
+            path = self.home / VECTORS
+            if self.read_only and not os.access(path if path.exists() else self.home, os.W_OK):
+                self._vectors_copy = Path(tempfile.mkdtemp(prefix="seal-vectors-"))
+                if path.is_dir():
+                    shutil.copytree(path, self._vectors_copy / VECTORS)
+                path = self._vectors_copy / VECTORS
             self._passages = PassageStore(
-                self.home / VECTORS, near_duplicate_threshold=self.near_duplicate_similarity
+                path, near_duplicate_threshold=self.near_duplicate_similarity
             )
         return self._passages
 
     def close(self) -> None:
         if self._passages is not None:
             self._passages.close()
+        if self._vectors_copy is not None:
+            shutil.rmtree(self._vectors_copy, ignore_errors=True)
+            self._vectors_copy = None
         self.ledger.close()
         if self.lock:
             self.lock.release()

@@ -7,8 +7,8 @@ from agent.graph.state import AgentState
 
 CONVERSATION_TITLE = "our conversation"
 READ_ONLY = (
-    "learning is unavailable: another process is writing this state folder (it holds the lock); "
-    "I answer and retrieve meanwhile"
+    "learning is unavailable: the state folder is read-only here (another process holds its "
+    "writer lock, or the folder cannot be written); I answer and retrieve meanwhile"
 )
 NOTHING_TO_LEARN = (
     "nothing new to learn from the conversation: state facts first (for example "

@@ -14,6 +14,7 @@ from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
 from agent.learn import load_runtime
 from agent.worker import UpdateWorker, pending_documents
+from evals.adversary import read_only_prefix
 from stores.state import State
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +36,12 @@ def chat(tmp_path, tiny_cli_settings):
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm", "OMP_NUM_THREADS": "1"}
 
-    def start(*extra: str) -> pexpect.spawn:
+    def start(*extra: str, prefix: list[str] | None = None) -> pexpect.spawn:
+        command = [sys.executable, "-m", "agent.cli", "chat", "--home", str(home)]
+        command = [*(prefix or []), *command, *settings, *extra]
         child = pexpect.spawn(
-            sys.executable,
-            ["-m", "agent.cli", "chat", "--home", str(home), *settings, *extra],
+            command[0],
+            command[1:],
             cwd=str(ROOT),
             env=env,
             encoding="utf-8",
@@ -116,6 +119,30 @@ def test_chat_answers_read_only_while_another_process_writes(chat, tmp_path):
         say(child, "/undo", "cannot undo")
         child.sendline("/quit")
         child.expect(pexpect.EOF)
+
+
+def test_chat_answers_and_retrieves_on_a_read_only_state_folder(chat):
+    """Issue 17, item 4: a state folder mounted read-only (chromadb opens its database for
+    writing, so the passage store the answer path queries must still open)."""
+    start, home = chat
+    with State.open(home) as state:
+        state.add_document(PASSAGE, source="file", namespace="user", passage_words=160)
+    prefix = read_only_prefix(home)
+    if prefix is None:
+        pytest.skip("cannot mount the state folder read-only here")
+    child = start("--rag", prefix=prefix)
+    assert (
+        "cannot write to the state folder" in child.banner
+        and "Learning is unavailable" in child.banner
+    )
+    child.sendline("What is the capital of France?")
+    assert child.expect_exact(["seal> ", "error:"]) == 0, child.before + child.readline()
+    child.expect_exact("you> ")
+    say(child, "/feed " + str(home), "learning is unavailable: the state folder is read-only")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
 
 
 def test_worker_learns_in_the_background_and_unfinished_learning_is_found(
