@@ -216,6 +216,14 @@ class Ledger:
             raise SealError(f"no document {document_id} in {self.path}; `seal history` lists them")
         return row
 
+    def document_statuses(self, document_ids: Sequence[int]) -> dict[int, str]:
+        """The status of each of these documents that the ledger holds; ids it lacks are left
+        out (vectors that outlived their ledger: `seal doctor --rebuild` could not copy them)."""
+        ids = sorted(set(document_ids))
+        marks = ", ".join("?" * len(ids))
+        query = f"SELECT id, status FROM documents WHERE id IN ({marks})"
+        return {r["id"]: r["status"] for r in self.db.query(query, ids)} if ids else {}
+
     def documents(self, *, include_forgotten: bool = False) -> list[dict[str, Any]]:
         where = "" if include_forgotten else "WHERE forgotten_at IS NULL"
         return list(self.db.query(f"SELECT * FROM documents {where} ORDER BY id"))

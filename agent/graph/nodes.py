@@ -231,15 +231,19 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     text = last_user_text(state)
     found = detect_statement(text) if ctx.cfg.chat.learn_statements else None
     hits = ctx.state.passages.query(ctx.cfg.store.namespace, text, k=ctx.cfg.chat.top_k)
+    # The ledger is the source of truth: a passage of a document it does not hold (the vectors
+    # of a lost ledger that `seal doctor --rebuild` could not copy) is not retrieved.
+    statuses = ctx.state.ledger.document_statuses([h.document_id for h in hits])
     passages = [
         Hit(
             passage_id=h.passage_id,
             document_id=h.document_id,
             text=h.text,
             similarity=h.similarity,
-            status=ctx.state.ledger.document(h.document_id)["status"],
+            status=statuses[h.document_id],
         )
         for h in hits
+        if h.document_id in statuses
     ]
     return {"passages": passages, "statement": found.text if found else None}
 

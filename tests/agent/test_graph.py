@@ -20,6 +20,8 @@ from agent.graph.graph import (
     turn,
 )
 from agent.graph.nodes import answer_contexts, conversation_statements
+from evals.adversary import empty_ledger
+from stores.doctor import rebuild
 from stores.state import State
 
 PASSAGE = (
@@ -205,3 +207,18 @@ def test_a_fed_url_reaches_a_local_server_only_where_the_network_config_allows(a
         assert [d["id"] for d in fed["documents"]] == [1]
     finally:
         server.shutdown()
+
+
+def test_a_question_after_the_doctor_rebuilt_a_lost_ledger_is_answered(tmp_path, runtime, cfg):
+    """Issue 17, item 1: `seal doctor --rebuild` of an emptied ledger leaves the passage store,
+    whose passages name documents the new ledger does not hold; questions are still answered."""
+    home = tmp_path / "home"
+    with State.open(home) as state:
+        state.add_document(PASSAGE, source="file", namespace="user", passage_words=160)
+    empty_ledger(home)
+    rebuild(home)
+    graph = builder.compile(checkpointer=InMemorySaver())
+    with State.open(home) as state:
+        context = AgentContext(runtime, state, cfg)
+        asked = run(graph, context, turn("ask", messages=[HumanMessage("Where is the tower?")]))
+    assert asked["passages"] == [] and isinstance(asked["messages"][-1], AIMessage)
