@@ -37,7 +37,7 @@ from agent.core.runtime import ModelRuntime
 from agent.core.squad import EVAL200, SquadPassage, load_squad
 from evals.judge import make_judge
 from evals.teachers import load_teacher, resolve_teacher
-from policies.self_edit import FORMATS, teacher_self_edits, write_self_edits
+from policies.self_edit import FORMATS, SelfEdit, teacher_self_edits, write_self_edits
 from stores.policies import resolve_policy
 from stores.state import default_home
 
@@ -184,6 +184,34 @@ def formats_summary(table: dict[str, dict], data: Path, conditions: list[Conditi
 
 
 # ----------------------------------------------------------------------------- the run
+def condition_self_edit(
+    runtime,
+    cfg: SealConfig,
+    passage: SquadPassage,
+    cond: Condition,
+    teacher: list[str] | None,
+    seed: int,
+) -> SelfEdit:
+    """The self-edit a condition (not `base`) trains on for one passage: the teacher's completion
+    that `seed` picks, or the one the model (or the condition's policy) writes. The knowledge
+    adapter must be the base (B = 0) when the model writes."""
+    if cond.kind == "teacher":
+        return teacher_self_edits(
+            [teacher[seed % len(teacher)]],
+            passage.title,
+            passage.context,
+            cfg.self_edit,
+            count_tokens=runtime.count_tokens,
+        )[0]
+    fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name.split("@")[0]]
+    se_cfg = cfg.self_edit
+    if "@" in cond.name:  # FORMAT@POLICY names its writer, whatever self_edit.policy says
+        se_cfg = se_cfg.model_copy(update={"policy": cond.policy})
+    return write_self_edits(
+        runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed, asking=cfg.eval
+    )[0]
+
+
 def evaluate_passage(
     runtime,
     cfg: SealConfig,
@@ -202,23 +230,7 @@ def evaluate_passage(
         record["graded"] = answer_and_grade(runtime, passage.questions, cfg.eval, judge)
         return record
     start = time.perf_counter()
-    if cond.kind == "teacher":
-        completion = teacher[seed % len(teacher)]
-        edit = teacher_self_edits(
-            [completion],
-            passage.title,
-            passage.context,
-            cfg.self_edit,
-            count_tokens=runtime.count_tokens,
-        )[0]
-    else:
-        fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name.split("@")[0]]
-        se_cfg = cfg.self_edit
-        if "@" in cond.name:  # FORMAT@POLICY names its writer, whatever self_edit.policy says
-            se_cfg = se_cfg.model_copy(update={"policy": cond.policy})
-        edit = write_self_edits(
-            runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed, asking=cfg.eval
-        )[0]
+    edit = condition_self_edit(runtime, cfg, passage, cond, teacher, seed)
     record["self_edit_seconds"] = round(time.perf_counter() - start, 3)
     log = train_adapter(runtime, edit.sequences, cfg.adapt)
     start = time.perf_counter()
@@ -251,6 +263,30 @@ def check_resumable(out: Path, run_config: dict) -> None:
         )
 
 
+def result_settings(cfg: SealConfig) -> dict:
+    """The config sections results depend on, as saved in config.json and checked on resume.
+    The format comes from each condition, and settings that change speed or where files live
+    (threads, cache, downloads) do not change results."""
+    settings = cfg.model_dump(
+        mode="json",
+        include={"model", "adapt", "self_edit", "eval"},
+        exclude={"model": {"threads", "cache_dir", "allow_download"}, "self_edit": {"format"}},
+    )
+    if cfg.self_edit.policy is None:  # as before the field existed: older runs still resume
+        del settings["self_edit"]["policy"]
+    return settings
+
+
+def policy_store_folder(flag: Path | None, cfg: SealConfig) -> Path:
+    """Where FORMAT@N conditions find policy version N: --policy-store, else policy.store,
+    else the state folder's policies/."""
+    if flag is not None:
+        return flag
+    if cfg.policy.store is not None:
+        return cfg.policy.store
+    return Path(cfg.store.home or default_home()).expanduser() / "policies"
+
+
 def build_judge(cfg: SealConfig, runtime):
     if cfg.eval.judge == "none":
         return None
@@ -276,10 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- setup: validate everything before loading the model
     args = parse_args(argv)
     cfg = config_from_args(args)
-    policy_store = args.policy_store or cfg.policy.store
-    if policy_store is None:
-        policy_store = Path(cfg.store.home or default_home()).expanduser() / "policies"
-    conditions = parse_conditions(args.conditions, policy_store)
+    conditions = parse_conditions(args.conditions, policy_store_folder(args.policy_store, cfg))
     passages = load_squad(args.data)[: args.limit]
     teachers = {
         c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
@@ -290,16 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "limit": args.limit,
         "conditions": [c.name for c in conditions],
-        # What the results depend on; the format comes from each condition, and settings that
-        # change speed or where files live (threads, cache, downloads) do not change results.
-        **cfg.model_dump(
-            mode="json",
-            include={"model", "adapt", "self_edit", "eval"},
-            exclude={"model": {"threads", "cache_dir", "allow_download"}, "self_edit": {"format"}},
-        ),
+        **result_settings(cfg),
     }
-    if cfg.self_edit.policy is None:  # as before the field existed: older runs still resume
-        del run_config["self_edit"]["policy"]
     check_resumable(args.out, run_config)
     write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
     log_path = args.out / "passages.jsonl"

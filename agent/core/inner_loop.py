@@ -118,11 +118,12 @@ def train_adapter(
     adapt: AdaptConfig,
     *,
     reset: bool = True,
+    on_step: Callable[[float], None] | None = None,
 ) -> TrainLog:
     """Fit the knowledge adapter to `sequences` (texts, and prompt-masked pairs); returns the log.
 
     With `reset` the adapter starts fresh from `adapt.seed`, so the update depends only on its
-    inputs: the same sequences and config give the same weights on CPU.
+    inputs: the same sequences and config give the same weights on CPU. `on_step` as in `fit`.
     """
     token_lists = tokenize_sequences(runtime, sequences, adapt.max_seq_tokens)
     if not token_lists:
@@ -140,6 +141,7 @@ def train_adapter(
         epochs=adapt.epochs,
         batch_size=adapt.batch_size,
         seed=adapt.seed,
+        on_step=on_step,
     )
 
 

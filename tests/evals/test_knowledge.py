@@ -3,7 +3,6 @@ import json
 import pytest
 
 from agent.core.errors import SealError
-from agent.core.squad import load_squad
 from evals import knowledge
 from evals.knowledge import markdown_table, parse_conditions, summarize
 from evals.teachers import TEACHERS
@@ -109,24 +108,6 @@ def test_parse_conditions_missing_teacher_file(tmp_path):
 def test_parse_conditions_empty():
     with pytest.raises(SealError, match="empty"):
         parse_conditions(" , ")
-
-
-@pytest.fixture
-def teacher_file(tmp_path, squad_file):
-    entries = [
-        {
-            "title": p.title,
-            "context": p.context,
-            "completions": [
-                f"1. The city of {p.title} has a famous old temple.\n"
-                f"2. Many people visit {p.title} every year."
-            ],
-        }
-        for p in load_squad(squad_file)
-    ]
-    path = tmp_path / "teacher.json"
-    path.write_text(json.dumps(entries), encoding="utf-8")
-    return path
 
 
 def test_knowledge_end_to_end_and_resume(
