@@ -195,6 +195,9 @@ def read_only_prefix(home: Path) -> list[str] | None:
     return ["unshare", "-m", "sh", "-c", script, str(home)]
 
 
+CHAT_INPUT = "Where was the tower built?\n/quit\n"
+
+
 def command_args(command: str, home: Path, setup: Setup, n: int) -> tuple[list[str], str]:
     """The command line (after `seal`) and the standard input of `command` on `home`."""
     args = {
@@ -206,7 +209,8 @@ def command_args(command: str, home: Path, setup: Setup, n: int) -> tuple[list[s
         "rollback": ["rollback", "1"],
         "export": ["export", str(setup.work / f"export-{n}.tar.gz")],
     }[command]
-    return [*args, "--home", str(home)], "/quit\n" if command == "chat" else ""
+    # The chat is asked one question: a chat that starts but fails every answer is not working.
+    return [*args, "--home", str(home)], CHAT_INPUT if command == "chat" else ""
 
 
 def judge(row: dict, done: subprocess.CompletedProcess, named: list[int] | None) -> None:
@@ -222,6 +226,9 @@ def judge(row: dict, done: subprocess.CompletedProcess, named: list[int] | None)
         or (named is not None and not before <= set(named))
     )
     clean = done.returncode == 0 or (done.returncode == 2 and bool(errors))
+    if row["command"] == "chat" and done.returncode == 0 and "error:" in done.stdout:
+        clean = False  # it started, but the question got an error instead of an answer
+        row["message"] = done.stdout[done.stdout.index("error:") :].splitlines()[0][:400]
     row["ok"] = clean and not (row["traceback"] or row["deleted_versions"] or row["silent_reset"])
     if not clean:
         row["stderr_tail"] = done.stderr[-1500:]

@@ -12,7 +12,7 @@ PAIRS = [
         for damage in ("ledger-page-flipped", "current-dangling", "current-row-deleted")
     ),
     ("ledger-emptied", "learn"),  # the data loss of issue 17: a fresh ledger, versions deleted
-    ("read-only-home", "chat"),  # starts read-only
+    ("read-only-home", "chat"),  # starts read-only and answers
     ("read-only-home", "export"),
 ]
 
