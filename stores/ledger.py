@@ -629,6 +629,15 @@ class Ledger:
         }
         return {name: self.db.execute(sql).fetchone()[0] for name, sql in q.items()}
 
+    def self_edit_writers(self) -> dict[str, int]:
+        """Self-edits per writer (the provenance write_self_edits records: "tools", "model",
+        "bundled:SHA", "policy:FOLDER"); "unrecorded" for those stored before it was kept."""
+        rows = self.db.execute(
+            "SELECT coalesce(policy_version, 'unrecorded'), count(*) FROM self_edits "
+            "GROUP BY 1 ORDER BY 2 DESC"
+        )
+        return dict(rows.fetchall())
+
     # news ingestion (`seal ingest`, agent/ingest)
 
     def ingest_source(self, kind: str, location: str, interval_s: float | None) -> dict[str, Any]:
