@@ -2,7 +2,9 @@
 
 Per passage, the seconds spent writing the self-edit, training and answering, with the
 default config; medians over the passages; training throughput in tokens/s and as a fraction of the
-machine's matmul peak (measured here, fp32 and the dtype in use); generation tokens/s, one stream
+machine's matmul peak (measured here, fp32 and the dtype in use) and of the frozen floor (the same
+rows through the model with every adapter off: what no LoRA training can go below); generation
+tokens/s, one stream
 and K=5 candidates of one prompt; peak RSS. With `--baseline REV` the same harness first runs on the
 code of git revision REV (extracted to a temporary folder) over the same passages, and the report
 gives the ratios. With `--seal-recipe`, the same passages and training sequences also go through
@@ -19,6 +21,8 @@ both have (ModelRuntime, train_adapter, write_self_edits, answer_and_grade).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -35,7 +39,7 @@ import torch
 from agent.core.answering import answer_and_grade, mean_of
 from agent.core.config import AdaptConfig, SealConfig, add_config_arguments, config_from_args
 from agent.core.errors import SealError
-from agent.core.inner_loop import train_adapter
+from agent.core.inner_loop import pack, packed_loss, tokenize_sequences, train_adapter
 from agent.core.io import write_atomic
 from agent.core.runtime import ModelRuntime
 from agent.core.squad import SquadPassage, load_squad
@@ -80,6 +84,33 @@ def train_flops(n_params: int, tokens: int) -> float:
     # Forward 2P per token, backward 2P for the input gradients; the frozen base weights get no
     # weight-gradient matmuls (LoRA's own are < 1% here). Attention scores are left out.
     return 4.0 * n_params * tokens
+
+
+def frozen_floor_tokens_per_s(
+    runtime, sequences: list, adapt: AdaptConfig, steps: int = 8
+) -> float:
+    """Tokens/s of the same packed rows through the model with every adapter off: the forward
+    and the input-gradient backward, the work no LoRA training can avoid, so the ceiling of
+    training throughput on this machine at these row lengths."""
+    pairs = tokenize_sequences(runtime, sequences, adapt.max_seq_tokens)
+    rows = [pack(pairs[i : i + adapt.batch_size]) for i in range(0, len(pairs), adapt.batch_size)]
+    embed = runtime.model.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda module, args, out: out.requires_grad_(True))
+    # the code before the speed work (a --baseline run) has no training() context
+    training = getattr(runtime, "training", contextlib.nullcontext)
+    tokens, seconds = 0, 0.0
+    try:
+        with training(), runtime.adapter_disabled():
+            for step, row in enumerate(itertools.islice(itertools.cycle(rows), steps + 1)):
+                start = time.perf_counter()
+                loss, _ = packed_loss(runtime.model, row, runtime.device)
+                loss.backward()
+                if step:  # the first is warm-up
+                    tokens += row.input_ids.shape[1]
+                    seconds += time.perf_counter() - start
+    finally:
+        hook.remove()
+    return tokens / seconds
 
 
 def peak_rss_mb() -> float:
@@ -251,6 +282,12 @@ def bench_inner_loop(
         "train_fraction_of_fp32_peak": round(achieved / peaks["float32"], 3),
         "train_fraction_of_dtype_peak": round(achieved / peaks[dtype_name], 3),
     }
+    floor = frozen_floor_tokens_per_s(runtime, edits[0].sequences, cfg.adapt)
+    result["frozen_floor_tokens_per_s"] = round(floor, 1)
+    result["train_fraction_of_frozen_floor"] = round(result["train_tokens_per_s"] / floor, 3)
+    result["frozen_floor_fraction_of_dtype_peak"] = round(
+        train_flops(n_params, 1) * floor / 1e9 / peaks[dtype_name], 3
+    )
     runtime.reset_adapter(cfg.adapt.seed)
     generation = generation_speed(runtime, passages[0])
     result["generation_tokens_per_s"] = generation["single"]
@@ -328,6 +365,10 @@ def report(result: dict) -> str:
         f"peak ({result['matmul_peak_gflops']['float32']:.0f} GFLOP/s), "
         f"{100 * result['train_fraction_of_dtype_peak']:.0f}% of the "
         f"{result['machine']['dtype']} peak",
+        f"the same rows with every adapter off (forward + input-gradient backward, the work no "
+        f"LoRA training avoids): {result['frozen_floor_tokens_per_s']:.0f} tokens/s = "
+        f"{100 * result['frozen_floor_fraction_of_dtype_peak']:.0f}% of the peak; training "
+        f"reaches {100 * result['train_fraction_of_frozen_floor']:.0f}% of it",
         f"generation {result['generation_tokens_per_s']:.0f} tokens/s one stream, "
         f"{result['generation_batched_tokens_per_s']:.0f} tokens/s for 5 candidates of a prompt",
         f"peak RSS {result['peak_rss_mb']:.0f} MB",
