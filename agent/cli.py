@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument(
         "--rebuild",
         action="store_true",
-        help="rebuild the ledger from the adapter manifests and its readable rows; the damaged "
-        "file is kept aside",
+        help="rebuild the ledger from its readable rows, the adapter manifests and the passage "
+        "store; the damaged file is kept aside",
     )
     cmd = add("import", "install a state archive as --home", commands.import_)
     cmd.add_argument("archive", type=Path)

@@ -9,22 +9,30 @@ ledger from what survives, never deleting anything.
                     read from the old file (table by table, from both ends of each table, rows
                     whose references are lost left out), adds each adapter version folder its
                     copy lacks from the folder's manifest (version, parent, base fingerprint,
-                    kind, components), and points `current` at the old pointer when it survived,
-                    else at the newest version whose checksums hold
+                    kind, components), restores the documents and passages the passage store
+                    holds that the copy lacks (under their own ids), and points `current` at the
+                    old pointer when it survived, else at the newest version whose checksums hold
 
 The adapter and base folders are the ground truth for what was learned: their manifests carry
-everything a version needs to load; the ledger's documents, self-edits and history are copied
-where they can be read and are otherwise kept in the set-aside file.
+everything a version needs to load. The passage store (HOME/vectors/) is the last copy of the
+documents' text: each of its passages keeps its text, ledger id, document id and time, so the
+rebuilt ledger names every one of them again, and no writer takes them for a write the ledger
+rolled back (stores/state.py, `reconcile_vectors`); those it cannot name are kept and reported.
+The ledger's self-edits and history are copied where they can be read and are otherwise kept in
+the set-aside file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.core.errors import SealError
 from stores.adapters import AdapterStore, folder_version
@@ -35,6 +43,8 @@ from stores.state import (
     ADAPTERS,
     LEDGER,
     MARKER,
+    REBUILT,
+    VECTORS,
     State,
     WriterLock,
     learned_on_disk,
@@ -42,9 +52,15 @@ from stores.state import (
     write_marker,
 )
 
-# Parents before children, so that foreign keys hold as rows are copied; the versions the old
-# file cannot give are added from their manifests between the two groups.
-TABLES_BEFORE_VERSIONS = ("documents", "passages", "self_edits", "adapter_versions")
+if TYPE_CHECKING:
+    from stores.passages import PassageRecord
+
+# Parents before children, so that foreign keys hold as rows are copied: the documents and
+# passages the old file cannot give are restored from the passage store before the self-edits
+# (which name them) are copied, and the versions it cannot give are added from their manifests
+# between the last two groups.
+TABLES_DOCUMENTS = ("documents", "passages")
+TABLES_BEFORE_VERSIONS = ("self_edits", "adapter_versions")
 TABLES_AFTER_VERSIONS = (
     "pointers",
     "updates",
@@ -67,6 +83,14 @@ class Rebuilt:
     from_manifests: list[int] = field(default_factory=list)  # versions added from manifests
     current: int | None = None
     marker_written: bool = False
+    restored_documents: int = 0  # documents rows made from the passage store
+    restored_passages: int = 0  # passages rows made from it, under their own ids
+    # Passages kept in the store that the ledger cannot name (their document is another
+    # namespace's, or their metadata is damaged): no writer deletes them; they are not retrieved.
+    unrestored_passages: list[int] = field(default_factory=list)
+    # Why the passage store could not be read: then writers keep every vector the ledger does
+    # not name (stores/state.py, `kept_by_rebuild`).
+    passage_store_problem: str | None = None
 
 
 def _ledger_findings(home: Path) -> list[str]:
@@ -232,6 +256,117 @@ def _add_from_manifests(home: Path, ledger: Ledger, report: Rebuilt) -> None:
         report.from_manifests.append(version)
 
 
+# Of the ledger's statuses (stored, self_edited, learned, rejected, forgotten), a restored
+# document is "learned", with a status_reason saying that its history was lost: a writer stored
+# its passages before the ledger was lost, and the kept adapter versions may have been trained
+# on it, which nothing left can tell. "stored" or "self_edited" mean "not learned yet": the chat
+# would hand its passage to every close question as news (RAG off), and feeding or `seal learn`
+# of the same text would learn it again as new; "rejected" and "forgotten" would hide it.
+RESTORED_STATUS = "learned"
+RESTORED_REASON = (
+    "restored by seal doctor --rebuild from the passage store; its title, source and learning "
+    "history were in the lost ledger"
+)
+RESTORED_SOURCE = "restored"
+
+
+def _read_passage_store(home: Path, report: Rebuilt) -> dict[str, list[PassageRecord]] | None:
+    """Every passage the store holds, by namespace; None (and the reason in the report) when
+    there is no store or it cannot be read. Ids of damaged vectors go to the report."""
+    path = home / VECTORS
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
+    from stores.passages import PassageStore  # deferred: chromadb, only where there is a store
+
+    try:
+        with PassageStore(path) as store:
+            records = {ns: store.records(ns) for ns in store.namespaces()}
+            ids = {ns: store.passage_ids(ns) for ns in records}
+    except Exception as exc:  # noqa: BLE001 - chromadb and sqlite raise their own on damage
+        report.passage_store_problem = f"{type(exc).__name__}: {exc}"
+        return None
+    for ns, found in ids.items():
+        report.unrestored_passages += sorted(found - {r.passage_id for r in records[ns]})
+    return records
+
+
+def _restore_document(ledger: Ledger, doc_id: int, ns: str, records: list[PassageRecord]) -> None:
+    """A documents row for a document only the passage store remembers. Its passages, in id
+    order, are the words of the document in order (stores/state.py `split_passages`), so their
+    content hash is the one the ledger gave the whole text, unless a passage is missing."""
+    from stores.passages import content_hash  # deferred: chromadb
+
+    text = "\n\n".join(r.text for r in records)
+    digest = content_hash(text)
+    if ledger.find_document(ns, digest) is not None:  # one namespace holds a text once
+        digest = hashlib.sha256(f"restored document {doc_id}: {digest}".encode()).hexdigest()
+    ledger.db["documents"].insert(
+        {
+            "id": doc_id,
+            "namespace": ns,
+            "source": RESTORED_SOURCE,
+            "content_hash": digest,
+            "chars": len(text),
+            "added_at": min(r.added_at for r in records),
+            "status": RESTORED_STATUS,
+            "status_reason": RESTORED_REASON,
+        }
+    )
+
+
+def _restore_from_passage_store(home: Path, ledger: Ledger, report: Rebuilt) -> None:
+    """Ledger rows for the passages the store holds and the copied rows lack, under their own
+    ids, and a documents row for each document the copy lacks, so that the ledger names every
+    stored passage again. A passage of a forgotten document is left for the next writer to
+    remove (the forget it finishes); one that names a document of another namespace is kept in
+    the store and reported."""
+    from stores.passages import content_hash  # deferred: chromadb
+
+    by_namespace = _read_passage_store(home, report)
+    if not by_namespace:
+        return
+    documents = {d["id"]: d for d in ledger.documents(include_forgotten=True)}
+    named = {r[0] for r in ledger.db.execute("SELECT id FROM passages")}
+    # A document id in two namespaces (only damage does that) belongs to the one holding most
+    # of its passages; ties go to the first namespace in sorted order.
+    spread: dict[int, Counter] = {}
+    for ns, records in by_namespace.items():
+        for r in records:
+            spread.setdefault(r.document_id, Counter())[ns] += 1
+    owner = {doc: counts.most_common(1)[0][0] for doc, counts in spread.items()}
+    wanted: dict[int, list[PassageRecord]] = {}
+    for ns, records in by_namespace.items():
+        for r in records:
+            doc = documents.get(r.document_id)
+            if r.passage_id in named or (doc is not None and doc["forgotten_at"] is not None):
+                continue
+            if (doc["namespace"] if doc else owner[r.document_id]) == ns:
+                wanted.setdefault(r.document_id, []).append(r)
+            else:
+                report.unrestored_passages.append(r.passage_id)
+    for doc_id, records in sorted(wanted.items()):
+        if doc_id not in documents:
+            _restore_document(ledger, doc_id, owner[doc_id], records)
+            report.restored_documents += 1
+        # A passage's idx is its place among the document's passages, in id order (one
+        # transaction gave them consecutive ids in the order of the text).
+        known = [p["id"] for p in ledger.passages(doc_id)]
+        order = sorted({*known, *(r.passage_id for r in records)})
+        for r in records:
+            ledger.db["passages"].insert(
+                {
+                    "id": r.passage_id,
+                    "document_id": doc_id,
+                    "idx": order.index(r.passage_id),
+                    "text": r.text,
+                    "content_hash": content_hash(r.text),
+                    "created_at": r.added_at,
+                }
+            )
+            report.restored_passages += 1
+    report.unrestored_passages.sort()
+
+
 def _restore_current(home: Path, ledger: Ledger) -> int | None:
     """The old pointer if it survived and names a live version, else the newest version whose
     files pass their checksums (None: the base model)."""
@@ -275,6 +410,8 @@ def rebuild(home: Path) -> Rebuilt:
         try:
             with ledger.transaction():
                 old = report.kept_aside / LEDGER
+                _copy_rows(old, TABLES_DOCUMENTS, ledger, report)
+                _restore_from_passage_store(home, ledger, report)
                 _copy_rows(old, TABLES_BEFORE_VERSIONS, ledger, report)
                 _add_from_manifests(home, ledger, report)
                 _copy_rows(old, TABLES_AFTER_VERSIONS, ledger, report)
@@ -282,12 +419,16 @@ def rebuild(home: Path) -> Rebuilt:
                 ledger.set_pointer("current", report.current)
                 ledger.add_event(
                     "doctor",
-                    "ledger rebuilt",
+                    REBUILT,
                     {
                         "kept_aside": str(report.kept_aside),
                         "rows_copied": sum(report.copied.values()),
                         "versions_from_manifests": report.from_manifests,
                         "current": report.current,
+                        "restored_documents": report.restored_documents,
+                        "restored_passages": report.restored_passages,
+                        "unrestored_passages": report.unrestored_passages,
+                        "passage_store_problem": report.passage_store_problem,
                     },
                 )
         finally:

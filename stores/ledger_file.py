@@ -37,9 +37,9 @@ def side_file(path: Path, suffix: str) -> Path:
 def doctor_hint(home: Path) -> str:
     return (
         f"nothing was changed. `seal doctor --home {home}` shows what is wrong; `seal doctor "
-        f"--rebuild --home {home}` rebuilds the ledger from the adapter manifests (the damaged "
-        "file is kept aside), or restore an export over it with `seal import ARCHIVE --replace "
-        f"--home {home}` (the damaged state is kept beside it)"
+        f"--rebuild --home {home}` rebuilds the ledger from the adapter manifests and the passage "
+        "store (the damaged file is kept aside), or restore an export over it with `seal import "
+        f"ARCHIVE --replace --home {home}` (the damaged state is kept beside it)"
     )
 
 

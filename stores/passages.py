@@ -176,6 +176,17 @@ def _hash_owners(collection: ChromaCollection, hashes: list[str]) -> dict[str, i
     }
 
 
+def _record(pid: str, text: str | None, meta: Any) -> PassageRecord | None:
+    """A stored vector as a PassageRecord; None when its text or metadata is damaged."""
+    try:
+        record = PassageRecord(
+            int(pid), int(meta["document_id"]), str(text), float(meta["added_at"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return record if text and text.strip() else None
+
+
 def _open_client(path: Path) -> ClientAPI:
     settings = Settings(anonymized_telemetry=False, allow_reset=False)
     try:
@@ -384,6 +395,37 @@ class PassageStore:
             found = collection.get(ids=list(batch), include=["documents"])
             texts.update(zip(map(int, found["ids"]), found["documents"], strict=True))
         return texts
+
+    def records(
+        self, namespace: str, passage_ids: Sequence[int] | None = None
+    ) -> list[PassageRecord]:
+        """The stored passages (all, or these ids) with their document and time, by passage id:
+        what `seal doctor --rebuild` gives back to a lost ledger. A vector whose text or
+        metadata is damaged is left out (`passage_ids` still names it)."""
+        collection = self._collection(namespace)
+        if collection is None:
+            return []
+        include: Any = ["documents", "metadatas"]
+        if passage_ids is None:
+            pages = (
+                collection.get(include=include, limit=self._max_batch, offset=offset)
+                for offset in range(0, collection.count(), self._max_batch)
+            )
+        else:
+            wanted = list(dict.fromkeys(str(pid) for pid in passage_ids))
+            pages = (
+                collection.get(ids=list(batch), include=include)
+                for batch in _batches(wanted, self._max_batch)
+            )
+        records = [
+            record
+            for page in pages
+            for pid, text, meta in zip(
+                page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True
+            )
+            if (record := _record(pid, text, meta)) is not None
+        ]
+        return sorted(records, key=lambda r: r.passage_id)
 
     def passage_ids(self, namespace: str) -> set[int]:
         collection = self._collection(namespace)

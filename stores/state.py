@@ -45,6 +45,7 @@ VECTORS = "vectors"
 ADAPTERS = "adapters"
 BASES = "bases"
 LOCK = "lock"
+REBUILT = "ledger rebuilt"  # the subject of `seal doctor --rebuild`'s event
 NEAR_DUPLICATE_SIMILARITY = StoreConfig.model_fields["near_duplicate_similarity"].default
 
 
@@ -146,6 +147,25 @@ def refuse_lost_ledger(home: Path) -> None:
         raise LedgerDamaged(
             f"ledger {path} is {problem} but {home} holds {', '.join(held)}; " + doctor_hint(home)
         )
+
+
+def kept_by_rebuild(ledger: Ledger) -> set[int] | None:
+    """The passages `seal doctor --rebuild` found in the passage store and could not name in
+    the ledger it rebuilt (they may be the only copy of a lost ledger's text): writers keep
+    them. None: keep every passage the ledger does not name, as the doctor could not read the
+    store (or predates restoring from it); empty when the ledger was never rebuilt."""
+    kept: set[int] = set()
+    query = "SELECT detail FROM events WHERE kind = 'doctor' AND subject = ?"
+    for row in ledger.db.query(query, [REBUILT]):
+        try:
+            detail = json.loads(row["detail"] or "{}")
+        except ValueError:
+            return None
+        ids = detail.get("unrestored_passages") if isinstance(detail, dict) else None
+        if not isinstance(ids, list) or detail.get("passage_store_problem"):
+            return None
+        kept.update(int(i) for i in ids)
+    return kept
 
 
 class WriterLock:
@@ -369,14 +389,20 @@ class State:
 
     def reconcile_vectors(self, namespace: str) -> dict[str, int]:
         """Make the vector store match the ledger after a crash between the two writes (or
-        between a forget's ledger rows and its vector deletion); returns what it changed."""
+        between a forget's ledger rows and its vector deletion); returns what it changed.
+
+        Vectors the ledger does not name (a write whose ledger rows rolled back) are removed,
+        except those `seal doctor --rebuild` found and could not name in the ledger it rebuilt:
+        they may be the only copy of a lost ledger's text, so they are kept and counted ("kept")
+        unless their document is known as forgotten."""
         from stores.passages import PassageRecord  # deferred: chromadb
 
         rows = {r["id"]: r for r in self.ledger.live_passages(namespace)}
         stored = self.passages.passage_ids(namespace)
         stale = stored - rows.keys()
+        kept = self._unnamed_to_keep(namespace, stale)
         missing = [rows[i] for i in sorted(rows.keys() - stored)]
-        self.passages.delete_passages(namespace, stale)
+        self.passages.delete_passages(namespace, stale - kept)
         if missing:
             self.passages.add(
                 namespace,
@@ -385,7 +411,22 @@ class State:
                     for r in missing
                 ],
             )
-        return {"removed": len(stale), "added": len(missing)}
+        return {"removed": len(stale - kept), "added": len(missing), "kept": len(kept)}
+
+    def _unnamed_to_keep(self, namespace: str, unnamed: set[int]) -> set[int]:
+        """Of the vectors the ledger does not name, those a lost ledger may have named (what the
+        last rebuild could not restore), unless their document is known as forgotten."""
+        keep = kept_by_rebuild(self.ledger)
+        kept = set(unnamed) if keep is None else unnamed & keep
+        if not kept:
+            return kept
+        forgotten = {
+            d["id"]
+            for d in self.ledger.documents(include_forgotten=True)
+            if d["forgotten_at"] is not None
+        }
+        records = self.passages.records(namespace, sorted(kept))
+        return kept - {r.passage_id for r in records if r.document_id in forgotten}
 
     def forget(self, document_id: int) -> dict[str, Any]:
         """Remove a document's passages and vectors; its self-edits leave the replay pool."""

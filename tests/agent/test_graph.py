@@ -210,15 +210,23 @@ def test_a_fed_url_reaches_a_local_server_only_where_the_network_config_allows(a
 
 
 def test_a_question_after_the_doctor_rebuilt_a_lost_ledger_is_answered(tmp_path, runtime, cfg):
-    """Issue 17, item 1: `seal doctor --rebuild` of an emptied ledger leaves the passage store,
-    whose passages name documents the new ledger does not hold; questions are still answered."""
+    """Issue 17, item 1: `seal doctor --rebuild` of an emptied ledger restores the documents the
+    passage store holds, so a writer keeps their passages and questions retrieve them."""
     home = tmp_path / "home"
     with State.open(home) as state:
         state.add_document(PASSAGE, source="file", namespace="user", passage_words=160)
+        state.add_document(
+            "The capital of Italy is Rome.", source="file", namespace="user", passage_words=160
+        )
     empty_ledger(home)
     rebuild(home)
     graph = builder.compile(checkpointer=InMemorySaver())
     with State.open(home) as state:
+        state.add_document(  # a writer after the rebuild: it reconciles the passage store first
+            "The river Tiber flows through Rome.", source="file", namespace="user",
+            passage_words=160,
+        )  # fmt: skip
         context = AgentContext(runtime, state, cfg)
         asked = run(graph, context, turn("ask", messages=[HumanMessage("Where is the tower?")]))
-    assert asked["passages"] == [] and isinstance(asked["messages"][-1], AIMessage)
+    found = {p["text"]: (p["document_id"], p["status"]) for p in asked["passages"]}
+    assert found[PASSAGE] == (1, "learned") and isinstance(asked["messages"][-1], AIMessage)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from agent.cli import main
+from stores.state import State
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,6 +66,34 @@ def test_status_names_the_trained_model_and_counts_only_versions_on_disk(
     assert "current adapter: v2" in out
     status, out, _ = seal(capsys, "status", *home, *tiny_cli_settings)
     assert status == 0 and "adapter: v2" in out
+
+
+def test_learning_after_the_doctor_rebuilt_a_lost_ledger_keeps_every_earlier_passage(
+    tmp_path, squad_file, tiny_cli_settings, capsys
+):
+    """Issue 17, item 1: the passage store holds the only copy of the documents' text once the
+    ledger is lost; after `seal doctor --rebuild`, the next `seal learn` (whose writer removes
+    vectors its ledger does not name) keeps every earlier passage, in the store and the ledger."""
+    home = tmp_path / "home"
+    settings = [*tiny_cli_settings, "--set", "update.gate=false", "--set", "store.passage_words=16"]
+    for index in (0, 1):
+        learn = ["learn", squad_file, "--index", index, "--home", home, *settings]
+        assert seal(capsys, *learn)[0] == 0
+    with State.open(home, read_only=True) as state:
+        before = {r["id"]: r["text"] for r in state.ledger.live_passages("user")}
+    assert len(before) >= 3
+    (home / "ledger.sqlite").write_bytes(b"")  # `: > ledger.sqlite`
+    status, out, _ = seal(capsys, "doctor", "--rebuild", "--home", home)
+    assert status == 0 and "adapter versions restored from their manifests: v1, v2" in out
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The museum in Rome is new. Many people visit it.", encoding="utf-8")
+    assert seal(capsys, "learn", notes, "--home", home, *settings)[0] == 0
+    with State.open(home, read_only=True) as state:
+        ledger = {r["id"]: r["text"] for r in state.ledger.live_passages("user")}
+        assert ledger.items() >= before.items() and len(ledger) > len(before)
+        assert state.passages.texts("user", list(before)) == before
+        statuses = state.ledger.document_statuses([1, 2, 3])
+        assert statuses == {1: "learned", 2: "learned", 3: "learned"}
 
 
 class _Hub(http.server.BaseHTTPRequestHandler):

@@ -1,7 +1,8 @@
 """A lost or damaged ledger never wipes what was learned (issue 17, items 1-3): writers and readers
 refuse it with the fix, nothing is deleted, and `seal doctor --rebuild` rebuilds the ledger from
-the adapter manifests and the rows SQLite can still read. Real SQLite files, real folders; the
-damage is done by the adversarial harness's own functions (evals/adversary.py)."""
+the adapter manifests, the rows SQLite can still read and the passage store. Real SQLite files,
+real folders, real chromadb; the damage is done by the adversarial harness's own functions
+(evals/adversary.py)."""
 
 import hashlib
 
@@ -168,3 +169,100 @@ def test_an_export_replaces_a_damaged_state_which_is_kept_aside(tmp_path, damage
         assert state.adapters.current() == 3 and state.ledger.integrity_errors() == []
     assert folders(moved) == ["v000001", "v000002", "v000003"]  # kept aside, nothing deleted
     assert any("ledger" in f for f in diagnose(moved))  # ... still damaged: for the doctor
+
+
+# Three paragraphs each: with 16-word passages, every document has several passages.
+DOCUMENTS = [
+    "The capital of France is Paris. Paris is a city on the river Seine.\n\n"
+    "The tower in Paris was built in 1889. Many people visit the museum every year.\n\n"
+    "The bridge in Paris is old. It crosses the river near the tower.",
+    "The capital of Italy is Rome. Rome is a city on the river Tiber.\n\n"
+    "The bridge in Rome was built in 1990. The city of Rome has a famous old temple.",
+]
+
+
+def stored_home(tmp_path):
+    """A state whose ledger and passage store hold DOCUMENTS (real chromadb, real embeddings)."""
+    home = tmp_path / "home"
+    with State.open(home) as state:
+        for text in DOCUMENTS:
+            state.add_document(text, source="file", namespace="user", passage_words=16, title="T")
+        passages = {r["id"]: r for r in state.ledger.live_passages("user")}
+        documents = state.ledger.documents()
+    return home, passages, documents
+
+
+def shape(passages):
+    """What the ledger says of each passage, by id."""
+    keys = ("document_id", "idx", "text", "content_hash")
+    return {i: tuple(r[k] for k in keys) for i, r in passages.items()}
+
+
+def test_doctor_restores_the_documents_and_passages_the_passage_store_holds(tmp_path):
+    """Issue 17, item 1: the passage store is the last copy of the documents' text once the
+    ledger is lost; the rebuild names every passage again, with its own ids, and the next writer
+    (whose reconciliation removes vectors the ledger does not name) keeps them all."""
+    home, before, documents = stored_home(tmp_path)
+    assert len(before) > len(DOCUMENTS)  # several passages per document
+    empty_ledger(home)
+    report = rebuild(home)
+    assert (report.restored_documents, report.restored_passages) == (2, len(before))
+    assert report.unrestored_passages == []
+    with State.open(home) as state:
+        assert shape({r["id"]: r for r in state.ledger.live_passages("user")}) == shape(before)
+        for old, new in zip(documents, state.ledger.documents(), strict=True):
+            assert (new["id"], new["namespace"], new["content_hash"]) == (
+                old["id"], old["namespace"], old["content_hash"]
+            )  # fmt: skip
+            assert new["status"] == "learned" and "seal doctor" in new["status_reason"]
+            assert new["title"] is None and new["added_at"] > 0
+        assert state.ledger.integrity_errors() == []
+        # a writer: its reconciliation runs before it stores the new document
+        added = state.add_document(
+            "The river Seine flows to the sea.", source="file", namespace="user", passage_words=16
+        )
+        assert min(added.passage_ids) > max(before)  # no id of a restored passage is reused
+        assert state.passages.passage_ids("user") == {*before, *added.passage_ids}
+        texts = state.passages.texts("user", list(before))
+        assert texts == {i: r["text"] for i, r in before.items()}
+        # the restored content hash is the ledger's: the same document is known, not stored twice
+        again = state.add_document(DOCUMENTS[0], source="file", namespace="user", passage_words=16)
+        assert again.duplicate_of == documents[0]["id"]
+
+
+def test_after_a_rebuild_a_writer_never_deletes_vectors_the_ledger_cannot_name(tmp_path):
+    """A passage the doctor cannot restore (its document is another namespace's) is kept and
+    reported; a write rolled back after the rebuild (vectors beyond what the doctor saw, of a
+    document the ledger never held) is still cleaned up, as before."""
+    from stores.passages import PassageRecord, PassageStore  # deferred: chromadb
+
+    home, before, documents = stored_home(tmp_path)
+    with PassageStore(home / "vectors") as store:
+        store.add("other", [PassageRecord(50, documents[0]["id"], "The Seine is long.", 1.0)])
+    delete_ledger(home)
+    report = rebuild(home)
+    assert report.restored_passages == len(before) and report.unrestored_passages == [50]
+    with State.open(home) as state:
+        state.passages.add("user", [PassageRecord(900, 77, "A rolled back write.", 2.0)])
+        assert state.reconcile_vectors("other") == {"removed": 0, "added": 0, "kept": 1}
+        assert state.reconcile_vectors("user") == {"removed": 1, "added": 0, "kept": 0}
+        assert state.passages.texts("other", [50]) == {50: "The Seine is long."}
+        assert state.passages.passage_ids("user") == set(before)
+        state.forget(documents[1]["id"])  # a forget still removes what it names
+        assert state.reconcile_vectors("user") == {"removed": 0, "added": 0, "kept": 0}
+
+
+def test_a_passage_store_the_doctor_cannot_read_is_reported_and_never_emptied(tmp_path):
+    """The ledger is still rebuilt from the manifests; the store's problem is reported, and a
+    writer that can read the store later keeps every vector, named or not."""
+    home, before, _ = stored_home(tmp_path)
+    database = home / "vectors" / "chroma.sqlite3"
+    saved = database.read_bytes()
+    database.write_bytes(b"not a database" * 100)
+    empty_ledger(home)
+    report = rebuild(home)
+    assert report.passage_store_problem and report.restored_passages == 0
+    database.write_bytes(saved)  # repaired by hand, say from a backup
+    with State.open(home) as state:
+        assert state.reconcile_vectors("user") == {"removed": 0, "added": 0, "kept": len(before)}
+        assert state.passages.passage_ids("user") == set(before)

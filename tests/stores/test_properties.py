@@ -98,10 +98,10 @@ def test_reconcile_repairs_a_crash_between_ledger_and_vectors(tmp_path):
         )  # fmt: skip
         # and a forget killed after its vector deletion, before its ledger rows
         state.passages.delete_document("user", kept.document_id)
-        assert state.reconcile_vectors("user") == {"removed": 0, "added": 2}
+        assert state.reconcile_vectors("user") == {"removed": 0, "added": 2, "kept": 0}
         assert state.passages.passage_ids("user") == {*kept.passage_ids, lost}
-        assert state.reconcile_vectors("user") == {"removed": 0, "added": 0}
+        assert state.reconcile_vectors("user") == {"removed": 0, "added": 0, "kept": 0}
         state.ledger.forget_document(doc)  # a forgotten document's vectors go
-        assert state.reconcile_vectors("user") == {"removed": 1, "added": 0}
+        assert state.reconcile_vectors("user") == {"removed": 1, "added": 0, "kept": 0}
         [hit] = state.passages.query("user", "Which river flows through Paris?", k=1)
         assert hit.document_id == kept.document_id
