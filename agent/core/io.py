@@ -26,7 +26,9 @@ def read_limited(
     The size a file reports is not trusted: /dev/zero reports 0 bytes and never ends, and opening
     a named pipe waits for a writer. So the file is opened without blocking, must be a regular
     file by its open descriptor (no race with a swap after a check), and is read up to one byte
-    past the limit. Raises `error` naming `what` and the path."""
+    past the limit. A regular file whose reported size is already over the limit is refused
+    before anything is read (a 2 GB file against a 200 MB limit would hold 200 MB first).
+    Raises `error` naming `what` and the path."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -34,7 +36,13 @@ def read_limited(
         raise error(f"{what} {path} is a folder, not a file") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
-    mode = os.fstat(fd).st_mode
+    info = os.fstat(fd)
+    mode = info.st_mode
+    if stat.S_ISREG(mode) and info.st_size > max_bytes:
+        os.close(fd)
+        raise error(
+            f"{what} {path} is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes"
+        )
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):

@@ -37,3 +37,21 @@ def test_devices_pipes_and_folders_are_refused_without_reading(tmp_path):
         read_limited(tmp_path, 1000, "config file")
     with pytest.raises(SealError, match="cannot read file .*missing"):
         read_limited(tmp_path / "missing", 1000)
+
+
+def test_a_regular_file_over_the_limit_is_refused_by_its_size_before_reading(tmp_path):
+    """A 2 GB .json (sparse here) is refused from its reported size: nothing of it is read,
+    where reading up to the limit would first hold 100 MB in memory."""
+    import tracemalloc
+
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as fh:
+        fh.truncate(2 << 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DocumentError, match="2,147,483,648 bytes, over the limit"):
+            read_limited(path, 100_000_000, "file", DocumentError)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
