@@ -279,6 +279,22 @@ def doctor(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         if done.from_manifests:
             restored = ", ".join(map(_version, done.from_manifests))
             print(f"  adapter versions restored from their manifests: {restored}")
+        if done.restored_documents or done.restored_passages:
+            print(
+                f"  restored {done.restored_documents} documents, {done.restored_passages} "
+                "passages from the passage store"
+            )
+        if done.unrestored_passages:
+            print(
+                f"  {len(done.unrestored_passages)} passages kept in the passage store that the "
+                "ledger cannot name (another namespace's document, or damaged metadata); they "
+                "are not retrieved, and no writer deletes them"
+            )
+        if done.passage_store_problem:
+            print(
+                f"  the passage store could not be read ({done.passage_store_problem}); its "
+                "documents are not in the ledger, and writers delete none of its passages"
+            )
         print(f"  current adapter: {_version(done.current)} (`seal rollback N` to change it)")
         return 0
     findings = diagnose(home)

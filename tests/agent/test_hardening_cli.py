@@ -85,6 +85,7 @@ def test_learning_after_the_doctor_rebuilt_a_lost_ledger_keeps_every_earlier_pas
     (home / "ledger.sqlite").write_bytes(b"")  # `: > ledger.sqlite`
     status, out, _ = seal(capsys, "doctor", "--rebuild", "--home", home)
     assert status == 0 and "adapter versions restored from their manifests: v1, v2" in out
+    assert f"restored 2 documents, {len(before)} passages from the passage store" in out
     notes = tmp_path / "notes.txt"
     notes.write_text("The museum in Rome is new. Many people visit it.", encoding="utf-8")
     assert seal(capsys, "learn", notes, "--home", home, *settings)[0] == 0
