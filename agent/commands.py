@@ -91,9 +91,28 @@ def _state_info(state: State, cfg: SealConfig, home: Path) -> dict[str, Any]:
         "problems": problems,
         "merged_base": str(state.bases.path(base)) if base else None,
         "counts": {**state.ledger.counts(), "adapter_versions": len(live) - len(missing)},
+        "self_edit_writers": state.ledger.self_edit_writers(),
         "missing_version_folders": missing,
         "disk_bytes": state.disk_bytes(),
     }
+
+
+def _writer_line(cfg: SealConfig, writers: dict[str, int]) -> str:
+    """Who writes the next self-edits (the configuration), and who wrote the stored ones."""
+    se = cfg.self_edit
+    if se.format == "qa-spans":
+        now = "qa-spans, built by tools from the passage"
+    elif se.format == "passage-only":
+        now = "passage-only (no self-edit)"
+    else:
+        who = {
+            "bundled": "the bundled writer",
+            "model": "the model itself",
+            None: "the model itself",
+        }
+        now = f"{se.format}, written by {who.get(se.policy, f'the policy {se.policy}')}"
+    done = ", ".join(f"{name} {n}" for name, n in writers.items())
+    return f"{now}; stored self-edits by writer: {done}" if done else now
 
 
 def status(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
@@ -126,6 +145,7 @@ def status(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
         f"stored:  {c['documents']} documents ({c['forgotten_documents']} forgotten), "
         f"{c['passages']} passages, {c['self_edits']} self-edits, {c['probes']} probes"
     )
+    print(f"writer:  {_writer_line(cfg, info['self_edit_writers'])}")
     print(
         f"updates: {c['updates_accepted']} accepted, {c['updates_rolled_back']} rolled back; "
         f"{c['adapter_versions']} adapter versions kept"

@@ -137,6 +137,7 @@ def self_edit_documents(
                     format=edit.format,
                     text=edit.raw,
                     sequences=edit.sequences,
+                    policy_version=edit.writer,
                 )
             )
             sequences += edit.sequences

@@ -83,8 +83,10 @@ def check_resumable(root: Path, config: dict) -> None:
 
 def run_train_policy(args: argparse.Namespace, cfg: SealConfig, home: Path) -> int:
     # ---- setup: everything a user can get wrong is checked before the model loads
-    if cfg.self_edit.policy is not None:
-        raise SealError("self_edit.policy is set: train-policy samples with its own versions")
+    if isinstance(cfg.self_edit.policy, Path):
+        raise SealError(
+            "self_edit.policy names a folder: train-policy samples with its own versions"
+        )
     root = Path(args.out or cfg.policy.store or home / "policies").expanduser()
     if args.distill:
         if args.data is not None:

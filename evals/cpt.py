@@ -45,9 +45,8 @@ from evals.knowledge import (
     condition_self_edit,
     headline,
     markdown_table,
-    parse_conditions,
-    policy_store_folder,
     result_settings,
+    run_conditions,
     summarize,
 )
 from evals.teachers import load_teacher
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- setup: validate everything before loading the model
     args = parse_args(argv)
     cfg = config_from_args(args)
-    conditions = parse_conditions(args.conditions, policy_store_folder(args.policy_store, cfg))
+    conditions = run_conditions(args, cfg)
     check_named("--trained", args.trained, conditions)
     check_named("--start", args.start, conditions)
     passages = select_passages(args.data, args.passages)

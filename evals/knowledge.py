@@ -11,8 +11,9 @@ writes its own self-edits: implications, implications-long, rewrite, self-qa), a
 (self-edits read from a file shaped like SEAL's selfedits_*_eval200.json; `gpt41` and `seal-iter2`
 name the vendored ones). `FORMAT@POLICY` has a self-edit policy trained by `seal train-policy` write
 them: POLICY is a version number in the policy store (`--policy-store`, else policy.store, else
-<home>/policies; 0 = the model itself) or a policy folder, e.g.
-`--conditions implications@0,implications@1,implications@2` for ReST-EM rounds 0, 1 and 2.
+<home>/policies; 0 = the model itself), a policy folder, or `bundled` (the writer seal ships,
+policies/writer/), e.g. `--conditions implications@0,implications@1,implications@bundled`. A
+plain format is always written by the model itself, whatever self_edit.policy says.
 Writes `passages.jsonl` (one line per passage and condition),
 `results.json`, `results.md` and `config.json` to --out; rerunning resumes where it stopped.
 """
@@ -50,7 +51,9 @@ class Condition:
     name: str  # as given: base, passage, implications, teacher:gpt41, ...
     kind: str  # base | format | teacher
     teacher_file: Path | None = None
-    policy: Path | None = None  # FORMAT@POLICY: the policy folder that writes (None: the model)
+    # FORMAT@WRITER: "bundled" (the writer seal ships) or a policy folder; a plain FORMAT is
+    # written by the model itself (None), whatever self_edit.policy says
+    policy: Path | str | None = None
 
 
 def parse_conditions(spec: str, policy_store: Path | None = None) -> list[Condition]:
@@ -59,7 +62,8 @@ def parse_conditions(spec: str, policy_store: Path | None = None) -> list[Condit
     for name in [c.strip() for c in spec.split(",") if c.strip()]:
         fmt, at, policy = name.partition("@")
         if at and fmt in FORMATS and FORMATS[fmt].generates:
-            out.append(Condition(name, "format", policy=resolve_policy(policy, policy_store)))
+            writer = "bundled" if policy == "bundled" else resolve_policy(policy, policy_store)
+            out.append(Condition(name, "format", policy=writer))
         elif name == "base":
             out.append(Condition(name, "base"))
         elif name == "passage" or name in FORMATS:
@@ -204,9 +208,7 @@ def condition_self_edit(
             count_tokens=runtime.count_tokens,
         )[0]
     fmt = FORMATS["passage-only" if cond.name == "passage" else cond.name.split("@")[0]]
-    se_cfg = cfg.self_edit
-    if "@" in cond.name:  # FORMAT@POLICY names its writer, whatever self_edit.policy says
-        se_cfg = se_cfg.model_copy(update={"policy": cond.policy})
+    se_cfg = cfg.self_edit.model_copy(update={"policy": cond.policy})
     return write_self_edits(
         runtime, passage.title, passage.context, se_cfg, fmt=fmt, seed=seed, asking=cfg.eval
     )[0]
@@ -267,14 +269,24 @@ def result_settings(cfg: SealConfig) -> dict:
     """The config sections results depend on, as saved in config.json and checked on resume.
     The format comes from each condition, and settings that change speed or where files live
     (threads, cache, downloads) do not change results."""
-    settings = cfg.model_dump(
+    return cfg.model_dump(
         mode="json",
         include={"model", "adapt", "self_edit", "eval"},
-        exclude={"model": {"threads", "cache_dir", "allow_download"}, "self_edit": {"format"}},
+        exclude={
+            "model": {"threads", "cache_dir", "allow_download"},
+            "self_edit": {"format", "policy"},  # each condition names its format and writer
+        },
     )
-    if cfg.self_edit.policy is None:  # as before the field existed: older runs still resume
-        del settings["self_edit"]["policy"]
-    return settings
+
+
+def run_conditions(args: argparse.Namespace, cfg: SealConfig) -> list[Condition]:
+    """The conditions of --conditions, their FORMAT@N versions found in the policy store."""
+    if isinstance(cfg.self_edit.policy, Path):
+        raise SealError(
+            "each condition names its writer: write FORMAT@FOLDER (or @N, @bundled) in "
+            "--conditions instead of setting self_edit.policy"
+        )
+    return parse_conditions(args.conditions, policy_store_folder(args.policy_store, cfg))
 
 
 def policy_store_folder(flag: Path | None, cfg: SealConfig) -> Path:
@@ -312,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- setup: validate everything before loading the model
     args = parse_args(argv)
     cfg = config_from_args(args)
-    conditions = parse_conditions(args.conditions, policy_store_folder(args.policy_store, cfg))
+    conditions = run_conditions(args, cfg)
     passages = load_squad(args.data)[: args.limit]
     teachers = {
         c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"

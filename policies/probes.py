@@ -62,7 +62,8 @@ def make_probes(
     """Up to `n` probes for a passage, from `source` (see the module docstring)."""
     probes: list[tuple[str, str]] = []
     if source == "self-qa":
-        qa_cfg = cfg.model_copy(update={"num_candidates": 1, "temperature": 0.0})
+        # the model writes its own probes: a policy learned to write training data, not tests
+        qa_cfg = cfg.model_copy(update={"num_candidates": 1, "temperature": 0.0, "policy": None})
         [edit] = write_self_edits(runtime, title, context, qa_cfg, fmt=FORMATS["self-qa"])
         probes = qa_pairs(edit.items)[:n]
     return probes + cloze_probes(title, context, n - len(probes))

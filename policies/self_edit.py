@@ -20,18 +20,24 @@ import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.core.answering import question_prompt
 from agent.core.config import EvalConfig, SelfEditConfig
 from agent.core.errors import SealError
 from policies import augment
-from stores.policies import resolve_policy
+from stores.policies import resolve_policy, verify_folder
 
 if TYPE_CHECKING:  # both load torch; the types are all this module needs of them
     from agent.core.inner_loop import TrainingSequence
     from agent.core.runtime import ModelRuntime
+
+
+# The self-edit writer that ships with the product: a policy version folder (LoRA weights,
+# manifest with checksums, PROVENANCE.md saying how it was trained); self_edit.policy = "bundled".
+BUNDLED_WRITER = Path(__file__).parent / "writer"
 
 
 @dataclass(frozen=True)
@@ -100,10 +106,12 @@ class SelfEdit:
     sequences: list[TrainingSequence]  # texts, and (prompt, answer) pairs trained on the answer
     dropped: Counter = field(default_factory=Counter)
     fallback: bool = False  # nothing usable parsed: trained on the passage alone
+    writer: str = ""  # who wrote it (choose_writer's name); kept in the ledger as provenance
 
     def as_dict(self) -> dict:
         return {
             "format": self.format,
+            "writer": self.writer,
             "raw": self.raw,
             "items": self.items,
             "dropped": dict(self.dropped),
@@ -190,25 +198,29 @@ def write_self_edits(
     one self-edit the tools build). `asking`: how questions are asked (eval config), which
     question-shaped items copy.
 
-    With `cfg.policy` set, the policy LoRA (stores/policies.py) writes them, in place of
-    the knowledge adapter, which stays as it is.
+    The writer is `choose_writer`'s: a policy LoRA (the bundled writer, or a `seal
+    train-policy` version) writes them in place of the knowledge adapter, which stays as it is.
     """
     if not context.strip():
         raise SealError(f"passage {title!r} is empty: nothing to learn from")
     fmt = fmt or get_format(cfg.format)
+    policy, name = choose_writer(runtime, fmt, cfg)
     if fmt.spans:
-        return [
-            write_qa_spans(runtime, title, context, asking or EvalConfig(), cfg.answer_only_loss)
-        ]
-    parse = lambda text: parse_self_edit(  # noqa: E731
-        fmt, text, title=title, context=context, cfg=cfg, count_tokens=runtime.count_tokens
+        edit = write_qa_spans(runtime, title, context, asking or EvalConfig(), cfg.answer_only_loss)
+        edit.writer = name
+        return [edit]
+    parse = lambda text: replace(  # noqa: E731
+        parse_self_edit(
+            fmt, text, title=title, context=context, cfg=cfg, count_tokens=runtime.count_tokens
+        ),
+        writer=name,
     )
     if not fmt.generates:
         return [parse("")]
     prompt = self_edit_prompt(runtime, fmt, title, context, cfg)
     writer = contextlib.nullcontext()
-    if cfg.policy is not None:
-        runtime.load_policy(resolve_policy(cfg.policy))
+    if policy is not None:
+        runtime.load_policy(policy)
         writer = runtime.policy_active()
     with writer:
         [texts] = runtime.generate(
@@ -221,6 +233,39 @@ def write_self_edits(
             seed=seed,
         )
     return [parse(text) for text in texts]
+
+
+def choose_writer(
+    runtime: ModelRuntime, fmt: SelfEditFormat, cfg: SelfEditConfig
+) -> tuple[Path | None, str]:
+    """The policy folder that writes `fmt`'s self-edits under `cfg` (None: no policy LoRA),
+    and the name the ledger records for the writer: "tools" (qa-spans), "none" (the passage
+    alone), "model" (the model itself), "bundled:SHA" (BUNDLED_WRITER, by its weights'
+    checksum) or "policy:FOLDER".
+
+    The bundled writer (the default) was trained on the default model: with another model,
+    which it does not fit, the model writes its own self-edits."""
+    if fmt.spans:
+        return None, "tools"
+    if not fmt.generates:
+        return None, "none"
+    if cfg.policy in (None, "model"):
+        return None, "model"
+    if cfg.policy != "bundled":
+        folder = resolve_policy(cfg.policy)
+        return folder, f"policy:{folder}"
+    try:
+        manifest = verify_folder(BUNDLED_WRITER)
+    except SealError as exc:
+        raise SealError(
+            f"the bundled self-edit writer is missing or damaged ({exc}); reinstall seal, or "
+            "write self-edits with the model itself: --set self_edit.policy=model"
+        ) from None
+    if manifest["base_fingerprint"] not in (runtime.fingerprint(), *runtime.lineage):
+        return None, "model"
+    files = manifest["files"]
+    weights = next(files[name] for name in sorted(files) if name.endswith(".safetensors"))
+    return BUNDLED_WRITER, f"bundled:{weights[:12]}"
 
 
 def write_qa_spans(

@@ -152,11 +152,14 @@ class SelfEditConfig(_Section):
     max_item_tokens: int = Field(
         256, ge=8, description="Items longer than this many tokens are dropped."
     )
-    policy: Path | None = Field(
-        None,
-        description="Self-edit policy that writes the self-edits: a policy version folder "
-        "written by `seal train-policy` (STORE/versions/vNNNN) or a policy store folder (its "
-        "current version); None: the model itself (policy version 0).",
+    policy: Literal["bundled", "model"] | Path | None = Field(
+        "bundled",
+        description="Who writes the self-edits of the formats the model writes (implications, "
+        "rewrite, self-qa; qa-spans is built by tools): 'bundled', the writer that ships with "
+        "seal (policies/writer/, for the default model; another model writes its own); "
+        "'model' (or None), the model itself; or a policy version folder written by "
+        "`seal train-policy` (STORE/versions/vNNNN) or a policy store folder (its current "
+        "version).",
     )
 
 

@@ -43,6 +43,12 @@ def test_learn_then_steer_the_memory(home, squad_file, tiny_cli_settings, capsys
     assert info["current_version"] == 2 and info["current_damage"] is None
     assert info["counts"]["documents"] == 2 and info["counts"]["updates_accepted"] == 2
     assert info["counts"]["probes"] == 3  # the SQuAD questions, kept as probes
+    assert info["self_edit_writers"] == {"tools": 2}  # qa-spans, the default, is built by tools
+    status, out, _ = seal(capsys, "status", "--home", str(home))
+    assert (
+        "writer:  qa-spans, built by tools from the passage; stored self-edits by writer: "
+        "tools 2" in out
+    )
 
     status, out, _ = seal(capsys, "history", "--home", str(home))
     assert out.count("accept -> v") == 2 and "accept -> v2 (from v1" in out

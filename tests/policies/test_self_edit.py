@@ -1,3 +1,4 @@
+import json
 from typing import get_args
 
 import pytest
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 from agent.core.answering import question_prompt
 from agent.core.config import EvalConfig, PolicyConfig, SelfEditConfig, SelfEditFormatName
 from agent.core.errors import SealError
+from policies import self_edit
 from policies.self_edit import (
     FORMATS,
     get_format,
@@ -15,6 +17,7 @@ from policies.self_edit import (
     teacher_self_edits,
     write_self_edits,
 )
+from stores.policies import PolicyStore, verify_folder
 
 TITLE = "Paris"
 CONTEXT = "The capital of France is Paris. Paris is a city on the river Seine."
@@ -272,3 +275,66 @@ def test_qa_spans_without_spans_falls_back_to_the_passage(runtime):
         runtime, "x", "nothing to ask about here at all", CFG, fmt=FORMATS["qa-spans"]
     )
     assert edit.fallback and edit.sequences == ["x\nnothing to ask about here at all"]
+
+
+def _policy_version(runtime, root, seed: int = 1):
+    """A committed policy version (manifest, checksums) of a fresh policy LoRA of `runtime`."""
+    store = PolicyStore(root)
+    runtime.reset_policy(PolicyConfig(seed=seed))
+    folder = store.commit(
+        runtime.write_policy_files,
+        version=1,
+        parent=0,
+        base_fingerprint=runtime.fingerprint(),
+        config={},
+    )
+    runtime.load_policy(None)
+    return folder
+
+
+def test_each_self_edit_names_its_writer(runtime, tmp_path, monkeypatch):
+    def writer(fmt: str, policy) -> str:
+        cfg = SelfEditConfig(format=fmt, max_new_tokens=8, policy=policy)
+        [edit] = write_self_edits(runtime, TITLE, CONTEXT, cfg)
+        assert edit.as_dict()["writer"] == edit.writer  # what the ledger and benchmarks keep
+        return edit.writer
+
+    assert writer("qa-spans", "bundled") == "tools"
+    assert writer("passage-only", "bundled") == "none"
+    assert writer("implications", "model") == writer("implications", None) == "model"
+    folder = _policy_version(runtime, tmp_path / "store")
+    assert writer("implications", folder) == f"policy:{folder}"
+
+    # the bundled writer writes when it was trained on this model, by its weights' checksum
+    monkeypatch.setattr(self_edit, "BUNDLED_WRITER", folder)
+    sha = json.loads((folder / "manifest.json").read_text())["files"]["adapter_model.safetensors"]
+    assert writer("implications", "bundled") == f"bundled:{sha[:12]}"
+    assert runtime.has_policy()
+
+
+def test_the_bundled_writer_leaves_other_models_to_write_their_own(
+    make_runtime, other_base_model, runtime, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(self_edit, "BUNDLED_WRITER", _policy_version(runtime, tmp_path / "s"))
+    other = make_runtime(model=other_base_model)
+    cfg = SelfEditConfig(format="implications", max_new_tokens=8)  # policy "bundled": the default
+    [edit] = write_self_edits(other, TITLE, CONTEXT, cfg)
+    assert edit.writer == "model" and not other.has_policy()
+
+
+def test_a_damaged_bundled_writer_is_refused_with_the_way_out(runtime, tmp_path, monkeypatch):
+    folder = _policy_version(runtime, tmp_path / "s")
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    monkeypatch.setattr(self_edit, "BUNDLED_WRITER", folder)
+    with pytest.raises(SealError, match="bundled self-edit writer .* self_edit.policy=model"):
+        write_self_edits(runtime, TITLE, CONTEXT, SelfEditConfig(format="implications"))
+
+
+def test_the_bundled_writer_ships_whole_and_small():
+    """The package's writer folder: every file matches its manifest, and it stays a few MB."""
+    manifest = verify_folder(self_edit.BUNDLED_WRITER)
+    size = sum(f.stat().st_size for f in self_edit.BUNDLED_WRITER.iterdir())
+    assert size < 8 * 2**20
+    assert (self_edit.BUNDLED_WRITER / "PROVENANCE.md").is_file()
+    assert manifest["config"]["policy"]["rank"] <= 16
