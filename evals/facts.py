@@ -29,7 +29,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.core.answering import Question, answer_and_grade
 from agent.core.config import SealConfig, add_config_arguments, config_from_args
-from agent.core.errors import run_cli
+from agent.core.errors import SealError, run_cli
 from agent.core.io import write_atomic
 from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
@@ -216,23 +216,67 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def pooled(runs: list[dict]) -> dict:
+    """The runs of several seeds together: counts summed, seconds per fact averaged."""
+    total = lambda key: sum(r[key] for r in runs)  # noqa: E731
+    return {
+        "learned": total("learned"),
+        "total": total("total"),
+        "learned_before": total("learned_before"),
+        "contained_after": total("contained_after"),
+        "controls_kept": total("controls_kept"),
+        "controls_total": total("controls_total"),
+        "seconds_per_fact": round(sum(r["seconds_per_fact"] for r in runs) / len(runs), 1),
+        "per_seed": [
+            {k: r[k] for k in ("seed", "learned", "total", "controls_kept", "controls_total")}
+            for r in runs
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/facts"))
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="independent runs (adapt.seed 0..N-1, each on a fresh state), pooled: one run "
+        "moves the counts by several facts",
+    )
     add_config_arguments(ap)
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        raise SealError(f"--seeds {args.seeds}: run at least one seed")
     cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="seal-facts-"))
-    try:
-        with State.open(home, near_duplicate_similarity=cfg.store.near_duplicate_similarity) as st:
-            runtime = load_runtime(st, cfg)
-            result = run(runtime, st, cfg)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    result["config"] = cfg.model_dump(mode="json")
+    runs = []
+    for seed in range(args.seeds):
+        path = args.out / f"seed{seed}.json"  # kept: a rerun resumes at the next seed
+        if path.exists():
+            runs.append(json.loads(path.read_text(encoding="utf-8")))
+            continue
+        seeded = cfg.model_copy(update={"adapt": cfg.adapt.model_copy(update={"seed": seed})})
+        home = Path(tempfile.mkdtemp(prefix="seal-facts-"))
+        try:
+            with State.open(
+                home, near_duplicate_similarity=cfg.store.near_duplicate_similarity
+            ) as st:
+                runtime = load_runtime(st, seeded)
+                result = {"seed": seed, **run(runtime, st, seeded)}
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        write_atomic(path, json.dumps(result, indent=2) + "\n")
+        print(f"seed {seed}: " + report(result))
+        runs.append(result)
+    result = {**pooled(runs), "runs": runs, "config": cfg.model_dump(mode="json")}
     write_atomic(args.out / "facts.json", json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    per_seed = "; ".join(f"{r['learned']}, {r['controls_kept']}" for r in runs)
+    print(
+        f"{args.seeds} seeds: facts learned {result['learned']}/{result['total']} phrasings, "
+        f"controls kept {result['controls_kept']}/{result['controls_total']} "
+        f"(learned, kept per seed: {per_seed})"
+    )
     print(f"wrote {args.out / 'facts.json'}")
     return 0
 

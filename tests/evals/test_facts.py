@@ -1,8 +1,10 @@
 """evals/facts.py end to end with the tiny model: facts stated through the chat graph are
 learned by the gated update and asked in other words; controls are chosen and re-asked."""
 
+import json
+
 from agent.core.config import SealConfig
-from evals.facts import CONTROL_CANDIDATES, Fact, report, run
+from evals.facts import CONTROL_CANDIDATES, Fact, main, report, run
 from policies.anchors import ANCHOR_QUESTIONS
 from stores.state import State
 
@@ -44,3 +46,20 @@ def test_controls_are_never_anchor_questions():
     assert not controls & {q.lower() for q in ANCHOR_QUESTIONS}
     answers = {a.lower() for _, a in CONTROL_CANDIDATES}
     assert not any(a in q.lower().split() for q in ANCHOR_QUESTIONS for a in answers)
+
+
+def test_seeds_are_run_on_fresh_states_pooled_and_resumed(tiny_cli_settings, tmp_path, capsys):
+    out = tmp_path / "facts"
+    argv = ["--out", str(out), "--seeds", "2", *tiny_cli_settings, "--set", "adapt.epochs=1"]
+    assert main(argv) == 0
+    result = json.loads((out / "facts.json").read_text())
+    runs = result["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] == [r["seed"] for r in result["per_seed"]]
+    assert result["total"] == 2 * runs[0]["total"] == 40
+    assert result["learned"] == sum(r["learned"] for r in runs)
+    assert result["controls_kept"] == sum(r["controls_kept"] for r in runs)
+    (out / "facts.json").unlink()
+    capsys.readouterr()
+    assert main(argv) == 0  # both seeds are kept: nothing runs again
+    assert "seed 0:" not in capsys.readouterr().out
+    assert json.loads((out / "facts.json").read_text())["runs"] == runs
