@@ -37,6 +37,7 @@ from policies.replay import choose_replay, replay_count
 from policies.retention import (
     Check,
     UpdateResult,
+    changed_anchors,
     decide,
     record_decision,
     repairable,
@@ -158,16 +159,33 @@ def run_update(
                 state, runtime, cfg, material, parent, seed, anchored
             )
         new, old, after, repairs = [], [], {}, 0
+
+        def verdict(new: list[Check], old: list[Check]) -> tuple[bool, str, list]:
+            accept, reason = decide(new, old, cfg.update)
+            limit, changed = cfg.update.max_anchor_changes, []
+            if accept and limit is not None:
+                changed = changed_anchors(runtime, anchors.checked, cfg.eval)
+                if len(changed) > limit:
+                    question, was, now = changed[0]
+                    accept, reason = (
+                        False,
+                        (
+                            f"{len(changed)} of {len(anchors.checked)} everyday answers changed "
+                            f"(tolerance {limit}), e.g. {question!r}: {was!r} -> {now!r}"
+                        ),
+                    )
+            return accept, reason, changed
+
         if cfg.update.gate:
             after = score()
             new = [Check(d, before[d], after[d]) for d in material.document_ids if d in before]
             old = [Check(d, before[d], after[d]) for d in old_docs if d in before]
-            accept, reason = decide(new, old, cfg.update)
+            accept, reason, changed = verdict(new, old)
             rounds = cfg.update.repair_rounds if cfg.update.strategy == "continual" else 0
             while not accept and repairs < rounds:
                 hurt = repairable(new, old, cfg.update)
                 items = ledger.replay_of(hurt) if hurt else []
-                if not items:
+                if not items and not changed:  # a changed anchor is repaired by the anchors
                     break
                 repairs += 1
                 sequences = (
@@ -187,7 +205,7 @@ def run_update(
                 after = score()
                 new = [Check(c.document_id, c.before, after[c.document_id]) for c in new]
                 old = [Check(c.document_id, c.before, after[c.document_id]) for c in old]
-                accept, reason = decide(new, old, cfg.update)
+                accept, reason, changed = verdict(new, old)
                 reason += f" (after repair round {repairs}: replayed documents {hurt})"
         else:
             accept, reason = True, "accepted without a retention check (update.gate is off)"

@@ -15,8 +15,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.core.answering import Question, answer_and_grade, answer_logprobs
-from agent.core.config import SealConfig, UpdateConfig
+from agent.core.answering import (
+    Question,
+    answer_and_grade,
+    answer_head,
+    answer_logprobs,
+    first_line,
+    question_prompt,
+    token_f1,
+)
+from agent.core.config import EvalConfig, SealConfig, UpdateConfig
 from agent.core.inner_loop import TrainLog
 from policies.anchors import ANCHOR_DOCUMENT
 from stores.state import State
@@ -152,6 +160,34 @@ def score_documents(
     for (d, _), v in zip(flat, values, strict=True):
         per_doc.setdefault(d, []).append(v)
     return {d: _mean(vs) for d, vs in per_doc.items()}
+
+
+ANCHOR_F1 = 0.5  # an everyday answer whose head shares less than this with the base's changed
+
+
+def changed_anchors(
+    runtime, anchors: Sequence[tuple[str, str]], asking: EvalConfig
+) -> list[tuple[str, str, str]]:
+    """The anchors whose greedy answer under the current adapter no longer says what the base
+    model said (token F1 of the two answers' heads below ANCHOR_F1): (question, base, now).
+
+    The log-probability of the base's answer can stay within the tolerances while the answer
+    itself changes ("What is the capital of Italy?" -> "Lyon"): this asks."""
+    if not anchors:
+        return []
+    prompts = [question_prompt(runtime, q, asking) for q, _ in anchors]
+    outputs = runtime.generate(
+        prompts,
+        max_new_tokens=asking.max_answer_tokens,
+        stop_at_newline=True,
+        batch_size=asking.answer_batch_size,
+    )
+    nows = [first_line(out[0]) for out in outputs]
+    return [
+        (q, base, now)
+        for (q, base), now in zip(anchors, nows, strict=True)
+        if token_f1(answer_head(now), answer_head(base)) < ANCHOR_F1
+    ]
 
 
 def evidence(

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from agent.core.answering import ANSWER_PROMPT
-from agent.core.config import SealConfig
+from agent.core.config import EvalConfig, SealConfig
+from agent.core.inner_loop import train_adapter
 from agent.update import NewMaterial, run_update
-from policies.anchors import ANCHOR_DOCUMENT
+from policies.anchors import ANCHOR_DOCUMENT, base_answers
 from policies.replay import choose_replay
-from policies.retention import Check, decide
+from policies.retention import Check, changed_anchors, decide
 from stores.state import State
 
 
@@ -142,8 +143,6 @@ def test_loss_replay_picks_what_the_adapter_fits_worst(state, make_runtime, tiny
         decision="accept", reason="", version=1, parent_version=None, n_sequences=5,
         new_self_edits=edits,
     )  # fmt: skip
-    from agent.core.inner_loop import train_adapter
-
     train_adapter(runtime, texts[:4] * 3, cfg.adapt)  # fit all but the last one
     loss_cfg = cfg.update.model_copy(update={"replay_policy": "loss"})
     [worst] = choose_replay(state.ledger, 1, loss_cfg, seed=0, runtime=runtime)
@@ -226,6 +225,36 @@ def test_anchors_are_trained_with_the_update_and_checked_by_the_gate(
     assert "the anchor questions" in row["reason"]
     [(after,)] = state.ledger.db.execute("SELECT retention_after FROM updates").fetchall()
     assert str(ANCHOR_DOCUMENT) in json.loads(after)["old"]
+
+
+def test_an_update_that_changes_everyday_answers_is_repaired_then_refused(
+    state, make_runtime, tiny_adapt
+):
+    """The anchors' answers are asked, not only scored: a candidate whose everyday answers say
+    something else than the base model's is refused (after a repair round), whatever the
+    log-probability tolerances allow."""
+    runtime = make_runtime(tiny_adapt())
+    loose = {"max_passage_drop": 100.0, "max_mean_drop": 100.0, "max_anchor_changes": 0}
+    cfg = config(tiny_adapt, anchors=4, **loose)
+    # twenty epochs of one answer at a high rate: the tiny model says "Paris" to everything
+    cfg.adapt = tiny_adapt(epochs=20, learning_rate=2e-2)
+    result = run_update(state, runtime, cfg, add(state, *DOCS["france"]))
+    assert result.decision == "rollback" and result.repairs == 1
+    assert "everyday answers changed (tolerance 0), e.g." in result.reason
+    assert "after repair round 1" in result.reason
+
+
+def test_changed_anchors_asks_the_adapted_model(make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    asking = EvalConfig(max_answer_tokens=6)
+    questions = ["What color is grass?", "What do cows drink?"]
+    anchors = list(zip(questions, base_answers(runtime, questions, asking), strict=True))
+    assert changed_anchors(runtime, anchors, asking) == []  # B = 0: the base model answers
+    paris = [qa(q, "Paris Paris Paris") for q in questions] * 2
+    train_adapter(runtime, paris, tiny_adapt(epochs=20, learning_rate=2e-2))
+    changed = changed_anchors(runtime, anchors, asking)
+    assert [q for q, _, _ in changed] == questions
+    assert all("Paris" in now for _, _, now in changed)
 
 
 def test_a_drop_of_the_anchors_refuses_the_update():
