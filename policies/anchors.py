@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.core.answering import first_line, question_prompt
+from agent.core.answering import greedy_answers, question_prompt
 from agent.core.config import EvalConfig
 
 if TYPE_CHECKING:
@@ -101,13 +101,8 @@ def base_answers(runtime: ModelRuntime, questions: list[str], asking: EvalConfig
     missing = [k for k in dict.fromkeys(keys) if k not in memo]
     if missing:
         with runtime.adapter_disabled():
-            outputs = runtime.generate(
-                [k[1] for k in missing],
-                max_new_tokens=asking.max_answer_tokens,
-                stop_at_newline=True,
-                batch_size=asking.answer_batch_size,
-            )
-        memo.update((k, first_line(out[0])) for k, out in zip(missing, outputs, strict=True))
+            answers = greedy_answers(runtime, [k[1] for k in missing], asking)
+        memo.update(zip(missing, answers, strict=True))
     return [memo[k] for k in keys]
 
 

@@ -20,7 +20,7 @@ from agent.core.answering import (
     answer_and_grade,
     answer_head,
     answer_logprobs,
-    first_line,
+    greedy_answers,
     question_prompt,
     token_f1,
 )
@@ -176,13 +176,7 @@ def changed_anchors(
     if not anchors:
         return []
     prompts = [question_prompt(runtime, q, asking) for q, _ in anchors]
-    outputs = runtime.generate(
-        prompts,
-        max_new_tokens=asking.max_answer_tokens,
-        stop_at_newline=True,
-        batch_size=asking.answer_batch_size,
-    )
-    nows = [first_line(out[0]) for out in outputs]
+    nows = greedy_answers(runtime, prompts, asking)
     return [
         (q, base, now)
         for (q, base), now in zip(anchors, nows, strict=True)

@@ -144,6 +144,17 @@ def first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
+def greedy_answers(runtime: ModelRuntime, prompts: Sequence[str], cfg: EvalConfig) -> list[str]:
+    """The first line of each prompt's greedy answer, batched, at most cfg.max_answer_tokens."""
+    outputs = runtime.generate(
+        list(prompts),
+        max_new_tokens=cfg.max_answer_tokens,
+        stop_at_newline=True,
+        batch_size=cfg.answer_batch_size,
+    )
+    return [first_line(out[0]) for out in outputs]
+
+
 def answer_and_grade(
     runtime: ModelRuntime,
     questions: Sequence[Question],
@@ -158,13 +169,7 @@ def answer_and_grade(
         question_prompt(runtime, q.question, cfg, c, q.title)
         for q, c in zip(questions, contexts, strict=True)
     ]
-    outputs = runtime.generate(
-        prompts,
-        max_new_tokens=cfg.max_answer_tokens,
-        stop_at_newline=True,
-        batch_size=cfg.answer_batch_size,
-    )
-    answers = [first_line(out[0]) for out in outputs]
+    answers = greedy_answers(runtime, prompts, cfg)
     scores = runtime.score(prompts, [q.answer for q in questions], batch_size=cfg.answer_batch_size)
     verdicts = (
         judge.grade([(q.question, q.answer, a) for q, a in zip(questions, answers, strict=True)])
