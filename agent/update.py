@@ -167,12 +167,10 @@ def run_update(
                 changed = changed_anchors(runtime, anchors.checked, cfg.eval)
                 if len(changed) > limit:
                     question, was, now = changed[0]
-                    accept, reason = (
-                        False,
-                        (
-                            f"{len(changed)} of {len(anchors.checked)} everyday answers changed "
-                            f"(tolerance {limit}), e.g. {question!r}: {was!r} -> {now!r}"
-                        ),
+                    accept = False
+                    reason = (
+                        f"{len(changed)} of {len(anchors.checked)} everyday answers changed "
+                        f"(tolerance {limit}), e.g. {question!r}: {was!r} -> {now!r}"
                     )
             return accept, reason, changed
 

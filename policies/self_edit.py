@@ -20,7 +20,7 @@ import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,12 +209,14 @@ def write_self_edits(
         edit = write_qa_spans(runtime, title, context, asking or EvalConfig(), cfg.answer_only_loss)
         edit.writer = name
         return [edit]
-    parse = lambda text: replace(  # noqa: E731
-        parse_self_edit(
+
+    def parse(text: str) -> SelfEdit:
+        edit = parse_self_edit(
             fmt, text, title=title, context=context, cfg=cfg, count_tokens=runtime.count_tokens
-        ),
-        writer=name,
-    )
+        )
+        edit.writer = name
+        return edit
+
     if not fmt.generates:
         return [parse("")]
     prompt = self_edit_prompt(runtime, fmt, title, context, cfg)
