@@ -250,11 +250,21 @@ def main(argv: list[str] | None = None) -> int:
         raise SealError(f"--seeds {args.seeds}: run at least one seed")
     cfg = config_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    # what a seed's result depends on, besides its seed (threads and paths do not count)
+    settings = cfg.model_dump(
+        mode="json",
+        exclude={"model": {"threads", "cache_dir", "allow_download"}, "adapt": {"seed"}},
+    )
     runs = []
     for seed in range(args.seeds):
         path = args.out / f"seed{seed}.json"  # kept: a rerun resumes at the next seed
         if path.exists():
-            runs.append(json.loads(path.read_text(encoding="utf-8")))
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("settings", settings) != settings:
+                raise SealError(
+                    f"{path} was run with other settings; use another --out, or delete it"
+                )
+            runs.append(saved)
             continue
         seeded = cfg.model_copy(update={"adapt": cfg.adapt.model_copy(update={"seed": seed})})
         home = Path(tempfile.mkdtemp(prefix="seal-facts-"))
@@ -263,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 home, near_duplicate_similarity=cfg.store.near_duplicate_similarity
             ) as st:
                 runtime = load_runtime(st, seeded)
-                result = {"seed": seed, **run(runtime, st, seeded)}
+                result = {"seed": seed, **run(runtime, st, seeded), "settings": settings}
         finally:
             shutil.rmtree(home, ignore_errors=True)
         write_atomic(path, json.dumps(result, indent=2) + "\n")

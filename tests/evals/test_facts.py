@@ -3,7 +3,10 @@ learned by the gated update and asked in other words; controls are chosen and re
 
 import json
 
+import pytest
+
 from agent.core.config import SealConfig
+from agent.core.errors import SealError
 from evals.facts import CONTROL_CANDIDATES, Fact, main, report, run
 from policies.anchors import ANCHOR_QUESTIONS
 from stores.state import State
@@ -63,3 +66,5 @@ def test_seeds_are_run_on_fresh_states_pooled_and_resumed(tiny_cli_settings, tmp
     assert main(argv) == 0  # both seeds are kept: nothing runs again
     assert "seed 0:" not in capsys.readouterr().out
     assert json.loads((out / "facts.json").read_text())["runs"] == runs
+    with pytest.raises(SealError, match="seed0.json was run with other settings"):
+        main([*argv, "--set", "adapt.learning_rate=0.5"])
