@@ -89,12 +89,12 @@ def _micro(rows: np.ndarray) -> np.ndarray:
     return rows[:, 1:].sum(0) / max(rows[:, 0].sum(), 1)
 
 
-def _score(graded: dict, key: str) -> float:
+def graded_score(graded: dict, key: str) -> float:
     """One graded answer's score; records written before the short-answer score get it here."""
     if key == "short" and key not in graded:
         return short_answer(graded["prediction"], graded["gold"])
     if key == "recited" and key not in graded:
-        return float(graded["contained"] and not _score(graded, "short"))
+        return float(graded["contained"] and not graded_score(graded, "short"))
     return float(graded[key])
 
 
@@ -115,7 +115,7 @@ def summarize(
             continue
         rows = np.array(
             [
-                [len(r["graded"])] + [sum(_score(g, k) for g in r["graded"]) for k in keys]
+                [len(r["graded"])] + [sum(graded_score(g, k) for g in r["graded"]) for k in keys]
                 for r in recs
             ],
             dtype=float,
