@@ -233,6 +233,17 @@ def lost(held: dict[int, str] | None, now: dict[int, str] | None) -> list[int]:
     return sorted(i for i, text in (held or {}).items() if now.get(i) != text)
 
 
+def passage_counts(baseline: int | None, damaged, stored) -> dict:
+    """A row's passage columns: held before the damage, right after it and after the command,
+    and those the command lost."""
+    return {
+        "passages_before": baseline,
+        "passages_damaged": _count(damaged),
+        "passages_after": _count(stored),
+        "lost_passages": lost(damaged, stored),
+    }
+
+
 def _count(passages: dict[int, str] | None) -> int | None:
     return None if passages is None else len(passages)
 
@@ -331,10 +342,7 @@ def run_pair(damage: str, command: str, setup: Setup, n: int, baseline: int | No
         "traceback": TRACEBACK in done.stderr or TRACEBACK in done.stdout,
         "versions_before": before,
         "versions_after": versions_on_disk(home),
-        "passages_before": baseline,
-        "passages_damaged": _count(damaged),
-        "passages_after": _count(stored),
-        "lost_passages": lost(damaged, stored),
+        **passage_counts(baseline, damaged, stored),
         "message": _first_error(done),
         "seconds": seconds,
     }
@@ -379,10 +387,7 @@ def run_after_rebuild(damage: str, setup: Setup, n: int, baseline: int | None) -
         "traceback": any(TRACEBACK in s.stderr or TRACEBACK in s.stdout for s in steps),
         "versions_before": before,
         "versions_after": versions_on_disk(home),
-        "passages_before": baseline,
-        "passages_damaged": _count(damaged),
-        "passages_after": _count(stored),
-        "lost_passages": lost(damaged, stored),
+        **passage_counts(baseline, damaged, stored),
         "unnamed_passages": lost(damaged, named),
         "learned_passages": learned,
         "message": next((_first_error(s) for s in steps if s.returncode), ""),

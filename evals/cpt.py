@@ -41,15 +41,15 @@ from agent.core.squad import EVAL200, SquadPassage, load_squad
 from evals.knowledge import (
     Condition,
     build_judge,
-    check_resumable,
     condition_self_edit,
     headline,
+    load_teachers,
     markdown_table,
+    open_run,
     result_settings,
     run_conditions,
     summarize,
 )
-from evals.teachers import load_teacher
 
 DEFAULT_CONDITIONS = "base,passage,qa-spans,implications,teacher:gpt41,teacher:seal-iter2"
 # The reference rows of results/writer/cpt.json (issue 16): what the trained writer must beat.
@@ -232,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     check_named("--trained", args.trained, conditions)
     check_named("--start", args.start, conditions)
     passages = select_passages(args.data, args.passages)
-    teachers = {
-        c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
+    teachers = load_teachers(conditions, passages)
     names = [c.name for c in conditions]
     run_config = {
         "data": str(args.data.resolve()),
@@ -244,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": names,
         **result_settings(cfg),
     }
-    check_resumable(args.out, run_config)
-    write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
+    open_run(args.out, run_config)
     log_path, edits_path = args.out / "conditions.jsonl", args.out / "self_edits.jsonl"
     done = {r["condition"] for r in read_jsonl(log_path)}
     todo = [c for c in conditions if c.name not in done]

@@ -251,18 +251,28 @@ def _differs(saved, new) -> bool:
     return saved != new
 
 
-def check_resumable(out: Path, run_config: dict) -> None:
+def open_run(out: Path, run_config: dict) -> None:
+    """Make the run folder, or check that the run it holds has the same settings (what `limit`
+    and `conditions` say may grow), then save `run_config` as its config.json."""
+    out.mkdir(parents=True, exist_ok=True)
     saved_path = out / "config.json"
-    if not saved_path.exists():
-        return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    ignore = {"limit", "conditions"}
-    diff = [k for k in run_config if k not in ignore and _differs(saved.get(k), run_config[k])]
-    if diff:
-        raise SealError(
-            f"{out} holds a run with different settings ({', '.join(diff)}); "
-            "use another --out, or delete it to start over"
-        )
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        ignore = {"limit", "conditions"}
+        diff = [k for k in run_config if k not in ignore and _differs(saved.get(k), run_config[k])]
+        if diff:
+            raise SealError(
+                f"{out} holds a run with different settings ({', '.join(diff)}); "
+                "use another --out, or delete it to start over"
+            )
+    write_atomic(saved_path, json.dumps(run_config, indent=2) + "\n")
+
+
+def load_teachers(conditions: list[Condition], passages: list[SquadPassage]) -> dict:
+    """Each teacher condition's completions per passage."""
+    return {
+        c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
+    }
 
 
 def result_settings(cfg: SealConfig) -> dict:
@@ -326,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     conditions = run_conditions(args, cfg)
     passages = load_squad(args.data)[: args.limit]
-    teachers = {
-        c.name: load_teacher(c.teacher_file, passages) for c in conditions if c.kind == "teacher"
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
+    teachers = load_teachers(conditions, passages)
     run_config = {
         "data": str(args.data.resolve()),
         "seed": args.seed,
@@ -337,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": [c.name for c in conditions],
         **result_settings(cfg),
     }
-    check_resumable(args.out, run_config)
-    write_atomic(args.out / "config.json", json.dumps(run_config, indent=2) + "\n")
+    open_run(args.out, run_config)
     log_path = args.out / "passages.jsonl"
     done = {(r["index"], r["condition"]) for r in read_jsonl(log_path)}
     todo = [(i, c) for i, _ in enumerate(passages) for c in conditions if (i, c.name) not in done]
