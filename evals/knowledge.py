@@ -252,13 +252,13 @@ def _differs(saved, new) -> bool:
 
 
 def open_run(out: Path, run_config: dict) -> None:
-    """Make the run folder, or check that the run it holds has the same settings (what `limit`
-    and `conditions` say may grow), then save `run_config` as its config.json."""
+    """Make the run folder, or check that the run it holds has the same settings (what `limit`,
+    `start` and `conditions` say may change), then save `run_config` as its config.json."""
     out.mkdir(parents=True, exist_ok=True)
     saved_path = out / "config.json"
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        ignore = {"limit", "conditions"}
+        ignore = {"limit", "start", "conditions"}
         diff = [k for k in run_config if k not in ignore and _differs(saved.get(k), run_config[k])]
         if diff:
             raise SealError(
@@ -321,6 +321,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=EVAL200, help="SQuAD-format JSON file")
     ap.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="comma-separated list")
     ap.add_argument("--limit", type=int, default=None, help="first N passages only")
+    ap.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="run passages from index START on (two processes can split a run between two "
+        "folders; append one's passages.jsonl to the other's and rerun to report both)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed for self-edits and bootstrap")
     ap.add_argument("--out", type=Path, default=Path("runs/knowledge"))
     ap.add_argument(
@@ -341,13 +348,19 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(args.data.resolve()),
         "seed": args.seed,
         "limit": args.limit,
+        "start": args.start,
         "conditions": [c.name for c in conditions],
         **result_settings(cfg),
     }
     open_run(args.out, run_config)
     log_path = args.out / "passages.jsonl"
     done = {(r["index"], r["condition"]) for r in read_jsonl(log_path)}
-    todo = [(i, c) for i, _ in enumerate(passages) for c in conditions if (i, c.name) not in done]
+    todo = [
+        (i, c)
+        for i in range(args.start, len(passages))
+        for c in conditions
+        if (i, c.name) not in done
+    ]
     print(
         f"{len(passages)} passages x {len(conditions)} conditions: {len(done)} done, "
         f"{len(todo)} to do -> {args.out}",

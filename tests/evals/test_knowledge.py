@@ -181,3 +181,25 @@ def test_knowledge_resumes_a_partial_run(squad_file, tiny_cli_settings, tmp_path
     assert "1 done, 1 to do" in capsys.readouterr().err
     lines = (out / "passages.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == [0, 1]
+
+
+def test_a_run_split_between_two_folders_merges(squad_file, tiny_cli_settings, tmp_path, capsys):
+    argv = [
+        "--data",
+        str(squad_file),
+        "--conditions",
+        "base",
+        "--set",
+        "eval.bootstrap_samples=100",
+    ]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert knowledge.main([*argv, "--limit", "1", "--out", str(first), *tiny_cli_settings]) == 0
+    assert knowledge.main([*argv, "--start", "1", "--out", str(second), *tiny_cli_settings]) == 0
+    assert [json.loads(line)["index"] for line in (second / "passages.jsonl").open()] == [1]
+    with (first / "passages.jsonl").open("a") as fh:
+        fh.write((second / "passages.jsonl").read_text())
+    capsys.readouterr()
+    assert knowledge.main([*argv, "--out", str(first), *tiny_cli_settings]) == 0
+    assert "2 done, 0 to do" in capsys.readouterr().err
+    results = json.loads((first / "results.json").read_text())
+    assert results["conditions"]["base"]["n_passages"] == 2
