@@ -1,4 +1,4 @@
-"""Speed benchmarks. `python evals/bench.py inner-loop|dtype|stores|ingest|serve|startup`
+"""Speed benchmarks. `python evals/bench.py inner-loop|dtype|stores|ingest|serve|startup|device`
 
 startup: see evals/bench_startup.py; `seal status`, `seal history`, `seal --help` wall time and
 peak RSS (median of --repeats); writes startup.json.
@@ -13,6 +13,10 @@ serve: see evals/bench_serve.py; writes bench.json (results/serve by default).
 ingest: see evals/bench_ingest.py; `seal ingest --follow` for --minutes (default 60) against the
 local news server; items per hour stored and learned, memory over the run; writes
 bench_ingest.json.
+
+device: see evals/bench_device.py; the prepared script for a lent GPU: the inner loop, one ReST-EM
+round (10 passages x 5 candidates) and answering throughput; writes device.json, and on CUDA the
+`gpu` key of inner_loop.json in --out.
 
 inner-loop: see evals/bench_inner_loop.py; the inner loop's seconds per passage (self-edit,
 training, answering), training's share of the matmul peak, generation tokens/s; the same harness
@@ -31,8 +35,9 @@ from pathlib import Path
 from agent.core.config import add_config_arguments, config_from_args
 from agent.core.errors import run_cli
 from agent.core.io import write_atomic
-from agent.core.squad import EVAL200
+from agent.core.squad import EVAL200, load_squad
 from evals import (
+    bench_device,
     bench_dtype,
     bench_ingest,
     bench_inner_loop,
@@ -78,7 +83,30 @@ def main(argv: list[str] | None = None) -> int:
     su.add_argument("--repeats", type=int, default=5, help="runs per command (median)")
     dt = sub.add_parser("dtype", help="bf16 vs float32: training, generation, memory growth")
     dt.add_argument("--steps", type=int, default=120, help="training steps per dtype")
-    for p in (il, st, ig, su, dt):
+    dv = sub.add_parser(
+        "device", help="for a lent GPU: inner loop, a ReST-EM round, answering throughput"
+    )
+    dv.add_argument("--passages", type=int, default=5, help="inner loop: first N of --data")
+    dv.add_argument(
+        "--round-passages", type=int, default=10, help="ReST-EM round: first N of --round-data"
+    )
+    dv.add_argument("--candidates", type=int, default=5, help="ReST-EM candidates per passage")
+    dv.add_argument(
+        "--answer-passages",
+        type=int,
+        default=20,
+        help="answering: the questions of the first N of --data",
+    )
+    dv.add_argument(
+        "--data", type=Path, default=EVAL200, help="passages of the inner loop and the answering"
+    )
+    dv.add_argument(
+        "--round-data",
+        type=Path,
+        default=bench_device.ROUND_DATA,
+        help="SQuAD-format passages of the ReST-EM round (default ../shared/data/squad/train.json)",
+    )
+    for p in (il, st, ig, su, dt, dv):
         p.add_argument("--out", type=Path, default=Path("runs/bench"))
         add_config_arguments(p)
     sv = sub.add_parser("serve", help="seal serve: streaming chats of many users during an update")
@@ -120,6 +148,26 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(args.out / "dtype.json", json.dumps(result, indent=2) + "\n")
         print(bench_dtype.report(result))
         print(f"wrote {args.out / 'dtype.json'}")
+        return 0
+    if args.bench == "device":
+        result = bench_device.run(
+            cfg,
+            config_argv(args),
+            load_squad(args.data),
+            args.round_data,
+            inner_passages=args.passages,
+            round_passages=args.round_passages,
+            candidates=args.candidates,
+            answer_passages=args.answer_passages,
+        )
+        write_atomic(args.out / "device.json", json.dumps(result, indent=2) + "\n")
+        print(bench_device.report(result))
+        print(f"wrote {args.out / 'device.json'}")
+        inner_loop = args.out / "inner_loop.json"
+        if result["machine"]["device"] == "cuda" and bench_device.record_gpu(
+            inner_loop, bench_device.gpu_figures(result)
+        ):
+            print(f"set the gpu figures in {inner_loop}")
         return 0
     if args.bench == "startup":
         result = bench_startup.run(args.repeats)
