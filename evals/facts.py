@@ -16,6 +16,7 @@ Writes facts.json ({"learned", "total", "controls_kept", "controls_total", "seco
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -26,14 +27,17 @@ from pathlib import Path
 
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.runtime import Runtime
 
-from agent.core.answering import Question, answer_and_grade
+from agent.core.answering import Graded, Question, answer_and_grade
 from agent.core.config import SealConfig, add_config_arguments, config_from_args
 from agent.core.errors import SealError, run_cli
 from agent.core.io import write_atomic
 from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
+from agent.graph.nodes import retrieve
 from agent.state_model import load_runtime
+from policies.routing import answers_with_adapter
 from stores.state import State
 
 
@@ -147,6 +151,34 @@ def choose_controls(runtime, cfg: SealConfig, n: int = CONTROLS) -> list[Questio
     return [q for q, g in zip(candidates, graded, strict=True) if g.short][:n]
 
 
+def ask_as_chat(
+    context: AgentContext, questions: list[Question]
+) -> tuple[list[Graded], list[bool]]:
+    """Closed-book answers as `seal chat` gives them: each question with the knowledge adapter
+    if something learned is near it, else with the base model (policies/routing.py); the graded
+    answers and which ones the adapter gave."""
+
+    def near(question: Question) -> list:  # the chat's retrieve node
+        found = retrieve({"messages": [HumanMessage(question.question)]}, Runtime(context=context))
+        return found["passages"]
+
+    routed = [
+        answers_with_adapter(near(q), context.cfg.chat.adapter_min_similarity) for q in questions
+    ]
+    graded: list[Graded | None] = [None] * len(questions)
+    for adapter in (True, False):
+        group = [i for i, r in enumerate(routed) if r is adapter]
+        if not group:
+            continue
+        with contextlib.nullcontext() if adapter else context.runtime.adapter_disabled():
+            answers = answer_and_grade(
+                context.runtime, [questions[i] for i in group], context.cfg.eval
+            )
+        for i, g in zip(group, answers, strict=True):
+            graded[i] = g
+    return graded, routed
+
+
 def run(runtime, state: State, cfg: SealConfig, facts=FACTS, controls: int = CONTROLS) -> dict:
     """State each fact through the chat graph, then ask every phrasing and control closed-book."""
     asked = [Question(p, f.answer) for f in facts for p in f.phrasings]
@@ -175,8 +207,8 @@ def run(runtime, state: State, cfg: SealConfig, facts=FACTS, controls: int = CON
             }
         )
         print(f"  {fact.statement!r}: {turns[-1]['decision']} ({turns[-1]['seconds']} s)")
-    after = answer_and_grade(runtime, asked, cfg.eval)
-    kept = answer_and_grade(runtime, chosen, cfg.eval) if chosen else []
+    after, routed = ask_as_chat(context, asked)
+    kept, kept_routed = ask_as_chat(context, chosen)
     return {
         "learned": int(sum(g.short for g in after)),
         "total": len(asked),
@@ -194,11 +226,13 @@ def run(runtime, state: State, cfg: SealConfig, facts=FACTS, controls: int = CON
                 "after": g.prediction,
                 "short": g.short,
                 "recited": g.recited,
+                "knowledge_adapter": r,
             }
-            for b, g in zip(before, after, strict=True)
+            for b, g, r in zip(before, after, routed, strict=True)
         ],  # fmt: skip
         "controls": [
-            {"question": g.question, "after": g.prediction, "kept": g.short} for g in kept
+            {"question": g.question, "after": g.prediction, "kept": g.short, "knowledge_adapter": r}
+            for g, r in zip(kept, kept_routed, strict=True)
         ],
     }
 
@@ -212,7 +246,8 @@ def report(result: dict) -> str:
     ]
     for a in result["answers"]:
         mark = "ok" if a["short"] else "recited" if a["recited"] else "-"
-        lines.append(f"  [{mark:>7}] {a['question']}  ->  {a['after'][:70]}")
+        base = "" if a.get("knowledge_adapter", True) else " (base model)"
+        lines.append(f"  [{mark:>7}] {a['question']}  ->  {a['after'][:70]}{base}")
     return "\n".join(lines)
 
 

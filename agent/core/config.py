@@ -504,6 +504,15 @@ class ChatConfig(_Section):
         description="With rag off, a question this similar (cosine) to a passage of a document "
         "the gate chose to learn but that is not learned yet is answered with that passage.",
     )
+    adapter_min_similarity: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="A question at least this similar (cosine) to a passage of a learned "
+        "document is answered with the knowledge adapter, any other by the base model alone, "
+        "so what was learned cannot change unrelated answers (policies/routing.py); 0: every "
+        "question with the adapter.",
+    )
     max_answer_tokens: int = Field(64, ge=1, description="Length cap of one chat answer.")
     min_novelty: float = Field(
         0.1,

@@ -7,6 +7,7 @@ retrieve -> answer                                 (a question)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -31,6 +32,7 @@ from policies.gate import (
     novelty_of,
     statement_probes,
 )
+from policies.routing import answers_with_adapter
 
 BUDGET_WINDOW_S = 3600.0  # chat.update_minutes_per_hour is a rolling hour
 
@@ -261,7 +263,8 @@ def answer_contexts(state: AgentState, pending_similarity: float) -> list[Hit]:
 
 
 def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
-    """Answer the user's message closed-book with the current adapter (or with passages, see
+    """Answer the user's message closed-book with the current adapter if something learned is
+    near it, else with the base model (policies/routing.py), or with passages (see
     `answer_contexts`), streaming the text to the context's `emit` and as "custom" chunks."""
 
     ctx = runtime.context
@@ -274,9 +277,12 @@ def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         ctx.emit(text)
         runtime.stream_writer(text)
 
-    text = ctx.runtime.stream(prompt, max_new_tokens=ctx.cfg.chat.max_answer_tokens, emit=emit)
+    adapter = answers_with_adapter(state.get("passages") or [], ctx.cfg.chat.adapter_min_similarity)
+    with contextlib.nullcontext() if adapter else ctx.runtime.adapter_disabled():
+        text = ctx.runtime.stream(prompt, max_new_tokens=ctx.cfg.chat.max_answer_tokens, emit=emit)
     metadata = {
         "mode": "with retrieved passages" if contexts else "closed-book",
+        "knowledge_adapter": adapter,  # False: nothing learned is near the question
         "documents": sorted({h["document_id"] for h in contexts}),
         "seconds": round(time.perf_counter() - start, 2),
     }

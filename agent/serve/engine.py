@@ -11,6 +11,7 @@ never waits for an answer being generated.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from agent.serve.spaces import Busy, Conflict, NotFound
 from agent.serve.users import UserRegistry
 from agent.serve.worker import ServeWorker
 from agent.worker import pending_documents
+from policies.routing import answers_with_adapter
 from stores.adapters import BASE
 from stores.state import State, check_home
 
@@ -220,13 +222,21 @@ class Engine:
                 )
                 passage = "\n\n".join(h["text"] for h in hits) if hits else None
                 prompt = question_prompt(self.runtime, ask.text, self.cfg.eval, passage)
-                rows.append((i, prompt, "with retrieved passages" if hits else "closed-book"))
-            if rows:
-                texts = self._decode(
-                    [p for _, p, _ in rows], [asks[i].emit for i, _, _ in rows], context
+                mode = "with retrieved passages" if hits else "closed-book"
+                adapter = answers_with_adapter(
+                    found["passages"], self.cfg.chat.adapter_min_similarity
                 )
-                self.log(f"{first.user}: {len(rows)} questions answered in one batch")
-                for (i, _, mode), text in zip(rows, texts, strict=True):
+                rows.append((i, prompt, mode, adapter))
+            for adapter in (True, False):  # one batch each: with the adapter, with the base
+                group = [row for row in rows if row[3] is adapter]
+                if not group:
+                    continue
+                with contextlib.nullcontext() if adapter else self.runtime.adapter_disabled():
+                    texts = self._decode(
+                        [p for _, p, _, _ in group], [asks[i].emit for i, *_ in group], context
+                    )
+                self.log(f"{first.user}: {len(group)} questions answered in one batch")
+                for (i, _, mode, _), text in zip(group, texts, strict=True):
                     results[i] = self._answer(
                         asks[i], first_line(text) or "(no answer)", version, mode, []
                     )

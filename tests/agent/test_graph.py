@@ -1,6 +1,7 @@
 """The agent graph: routing as pure functions of the state, then the compiled graph with an
 in-memory checkpointer, the tiny model and a real state folder (SQLite, chromadb, adapters)."""
 
+import dataclasses
 import functools
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -9,6 +10,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agent.core.answering import first_line, question_prompt
 from agent.core.config import NetworkConfig, SealConfig
 from agent.graph import AgentContext, builder
 from agent.graph.graph import (
@@ -21,6 +23,7 @@ from agent.graph.graph import (
 )
 from agent.graph.nodes import answer_contexts, conversation_statements
 from evals.adversary import empty_ledger
+from policies.routing import answers_with_adapter
 from stores.doctor import rebuild
 from stores.state import State
 
@@ -136,7 +139,46 @@ def test_feed_gate_self_edit_update_report(agent, tmp_path):
     assert isinstance(asked["messages"][-1], AIMessage)
     assert asked["passages"][0]["document_id"] == 1  # retrieved, though answered closed-book
     assert asked["messages"][-1].response_metadata["mode"] == "closed-book"
+    assert asked["messages"][-1].response_metadata["knowledge_adapter"] is True
     assert len(asked["messages"]) == 4  # the checkpointer kept the conversation
+
+
+def test_a_question_far_from_everything_learned_is_answered_by_the_base_model(agent, tmp_path):
+    graph, context, state = agent
+    doc = tmp_path / "paris.txt"
+    doc.write_text(PASSAGE, encoding="utf-8")
+    assert run(graph, context, turn("feed", source=str(doc)))["update"]["decision"] == "accept"
+    question = "How many legs does a spider have?"
+    prompt = question_prompt(context.runtime, question, context.cfg.eval)
+    tokens = context.cfg.chat.max_answer_tokens
+    with context.runtime.adapter_disabled():
+        base = context.runtime.stream(prompt, max_new_tokens=tokens, emit=lambda _: None)
+    adapted = context.runtime.stream(prompt, max_new_tokens=tokens, emit=lambda _: None)
+
+    asked = run(graph, context, turn("ask", messages=[HumanMessage(question)]))
+    assert asked["messages"][-1].response_metadata["knowledge_adapter"] is False
+    assert asked["messages"][-1].content == (first_line(base) or "(no answer)")
+
+    everything = context.cfg.model_copy(
+        update={"chat": context.cfg.chat.model_copy(update={"adapter_min_similarity": 0.0})}
+    )
+    asked = run(
+        graph,
+        dataclasses.replace(context, cfg=everything),
+        turn("ask", messages=[HumanMessage(question)]),
+        thread="u",
+    )
+    assert asked["messages"][-1].response_metadata["knowledge_adapter"] is True
+    assert asked["messages"][-1].content == (first_line(adapted) or "(no answer)")
+
+
+def test_answers_with_adapter_when_a_learned_passage_is_near():
+    near = {"status": "learned", "similarity": 0.6}
+    assert answers_with_adapter([near], 0.35)
+    assert not answers_with_adapter([near | {"similarity": 0.2}], 0.35)
+    assert not answers_with_adapter([near | {"status": "stored"}], 0.35)  # not learned yet
+    assert not answers_with_adapter([], 0.35)
+    assert answers_with_adapter([], 0.0)  # 0: every question with the adapter
 
 
 def test_bad_input_is_one_note_and_nothing_is_stored(agent, tmp_path):
