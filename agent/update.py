@@ -141,9 +141,10 @@ def run_update(
     checked = [*material.document_ids, *old_docs]
     anchors = choose_anchors(runtime, cfg.eval, cfg.update.anchors, random.Random(seed))
     anchored = anchor_sequences(runtime, cfg.eval, anchors.trained)
+    checked_anchors = anchors.checked if cfg.update.check_anchors else []
 
     def score() -> dict[int, float]:  # the checked documents, and the checked anchors
-        return score_documents(runtime, state, checked, cfg, anchors.checked)
+        return score_documents(runtime, state, checked, cfg, checked_anchors)
 
     before = score() if cfg.update.gate else {}
     if ANCHOR_DOCUMENT in before:
@@ -164,12 +165,12 @@ def run_update(
             accept, reason = decide(new, old, cfg.update)
             limit, changed = cfg.update.max_anchor_changes, []
             if accept and limit is not None:
-                changed = changed_anchors(runtime, anchors.checked, cfg.eval)
+                changed = changed_anchors(runtime, checked_anchors, cfg.eval)
                 if len(changed) > limit:
                     question, was, now = changed[0]
                     accept = False
                     reason = (
-                        f"{len(changed)} of {len(anchors.checked)} everyday answers changed "
+                        f"{len(changed)} of {len(checked_anchors)} everyday answers changed "
                         f"(tolerance {limit}), e.g. {question!r}: {was!r} -> {now!r}"
                     )
             return accept, reason, changed

@@ -292,6 +292,13 @@ class UpdateConfig(_Section):
         "answer prompt, with the base model's own answers, and as many others checked by the "
         "retention gate: learned facts must not become the answer to everything (0: off).",
     )
+    check_anchors: bool = Field(
+        True,
+        description="Gate: check `anchors` other everyday questions like an earlier document "
+        "(off: the anchors are still trained). With answers routed by "
+        "chat.adapter_min_similarity, the base model answers everyday questions, so their "
+        "drop under the adapter is not what a user sees.",
+    )
     max_anchor_changes: int | None = Field(
         None,
         ge=0,

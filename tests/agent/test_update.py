@@ -227,6 +227,15 @@ def test_anchors_are_trained_with_the_update_and_checked_by_the_gate(
     assert str(ANCHOR_DOCUMENT) in json.loads(after)["old"]
 
 
+def test_anchors_unchecked_are_still_trained(state, make_runtime, tiny_adapt):
+    runtime = make_runtime(tiny_adapt())
+    cfg = config(tiny_adapt, anchors=3, check_anchors=False)
+    france = add(state, *DOCS["france"])
+    result = run_update(state, runtime, cfg, france)
+    assert result.log.n_sequences == len(france.sequences) + 3
+    assert result.old == []  # nothing earlier, and the anchors not checked
+
+
 def test_an_update_that_changes_everyday_answers_is_repaired_then_refused(
     state, make_runtime, tiny_adapt
 ):
