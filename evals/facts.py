@@ -209,12 +209,18 @@ def run(runtime, state: State, cfg: SealConfig, facts=FACTS, controls: int = CON
         print(f"  {fact.statement!r}: {turns[-1]['decision']} ({turns[-1]['seconds']} s)")
     after, routed = ask_as_chat(context, asked)
     kept, kept_routed = ask_as_chat(context, chosen)
+    # the same adapter asked everything (chat.adapter_min_similarity 0): what routing changes
+    everything = answer_and_grade(runtime, asked + chosen, cfg.eval)
     return {
         "learned": int(sum(g.short for g in after)),
         "total": len(asked),
         "learned_before": int(sum(g.short for g in before)),
         "contained_after": int(sum(g.contained for g in after)),
         "controls_kept": int(sum(g.short for g in kept)),
+        "unrouted": {
+            "learned": int(sum(g.short for g in everything[: len(asked)])),
+            "controls_kept": int(sum(g.short for g in everything[len(asked) :])),
+        },
         "controls_total": len(chosen),
         "seconds_per_fact": round(sum(t["seconds"] for t in turns) / len(turns), 1),
         "turns": turns,
@@ -242,7 +248,8 @@ def report(result: dict) -> str:
         f"facts learned (short answers): {result['learned']}/{result['total']} phrasings "
         f"(before: {result['learned_before']}/{result['total']}); controls kept "
         f"{result['controls_kept']}/{result['controls_total']}; "
-        f"{result['seconds_per_fact']} s per fact"
+        f"{result['seconds_per_fact']} s per fact; with the adapter answering everything: "
+        f"{result['unrouted']['learned']} learned, {result['unrouted']['controls_kept']} kept"
     ]
     for a in result["answers"]:
         mark = "ok" if a["short"] else "recited" if a["recited"] else "-"
@@ -262,6 +269,9 @@ def pooled(runs: list[dict]) -> dict:
         "controls_kept": total("controls_kept"),
         "controls_total": total("controls_total"),
         "seconds_per_fact": round(sum(r["seconds_per_fact"] for r in runs) / len(runs), 1),
+        "unrouted": {
+            key: sum(r["unrouted"][key] for r in runs) for key in ("learned", "controls_kept")
+        },
         "per_seed": [
             {k: r[k] for k in ("seed", "learned", "total", "controls_kept", "controls_total")}
             for r in runs

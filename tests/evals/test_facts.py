@@ -41,6 +41,10 @@ def test_facts_are_stated_learned_and_asked_in_other_words(make_runtime, tiny_ad
     assert len([h for h in history if h["kind"] == "update"]) == len(chosen) >= 1
     assert all(t["decision"] in ("accept", "rollback") for t in chosen)
     assert "facts learned (short answers)" in report(result)
+    # every answer names the weights that gave it; the unrouted counts are on the same scale
+    assert all(isinstance(a["knowledge_adapter"], bool) for a in result["answers"])
+    assert 0 <= result["unrouted"]["learned"] <= 4
+    assert result["unrouted"]["controls_kept"] <= result["controls_total"]
 
 
 def test_controls_are_never_anchor_questions():
