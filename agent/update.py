@@ -141,7 +141,10 @@ def run_update(
     checked = [*material.document_ids, *old_docs]
     anchors = choose_anchors(runtime, cfg.eval, cfg.update.anchors, random.Random(seed))
     anchored = anchor_sequences(runtime, cfg.eval, anchors.trained)
-    checked_anchors = anchors.checked if cfg.update.check_anchors else []
+    check = cfg.update.check_anchors
+    if check is None:  # routed answers: the base model answers everyday questions
+        check = cfg.chat.adapter_min_similarity == 0
+    checked_anchors = anchors.checked if check else []
 
     def score() -> dict[int, float]:  # the checked documents, and the checked anchors
         return score_documents(runtime, state, checked, cfg, checked_anchors)

@@ -215,7 +215,8 @@ def test_anchors_are_trained_with_the_update_and_checked_by_the_gate(
     state, make_runtime, tiny_adapt
 ):
     runtime = make_runtime(tiny_adapt())
-    cfg = config(tiny_adapt, anchors=3, max_passage_drop=100.0, max_mean_drop=100.0)
+    loose = {"max_passage_drop": 100.0, "max_mean_drop": 100.0}
+    cfg = config(tiny_adapt, anchors=3, check_anchors=True, **loose)
     france = add(state, *DOCS["france"])
     result = run_update(state, runtime, cfg, france)
     assert result.decision == "accept", result.reason
@@ -227,13 +228,16 @@ def test_anchors_are_trained_with_the_update_and_checked_by_the_gate(
     assert str(ANCHOR_DOCUMENT) in json.loads(after)["old"]
 
 
-def test_anchors_unchecked_are_still_trained(state, make_runtime, tiny_adapt):
+def test_with_answers_routed_the_anchors_are_trained_not_checked(state, make_runtime, tiny_adapt):
     runtime = make_runtime(tiny_adapt())
-    cfg = config(tiny_adapt, anchors=3, check_anchors=False)
+    cfg = config(tiny_adapt, anchors=3, max_passage_drop=100.0, max_mean_drop=100.0)
     france = add(state, *DOCS["france"])
-    result = run_update(state, runtime, cfg, france)
+    result = run_update(state, runtime, cfg, france)  # chat.adapter_min_similarity > 0
     assert result.log.n_sequences == len(france.sequences) + 3
     assert result.old == []  # nothing earlier, and the anchors not checked
+    cfg.chat = cfg.chat.model_copy(update={"adapter_min_similarity": 0.0})
+    result = run_update(state, runtime, cfg, add(state, *DOCS["italy"]))
+    assert ANCHOR_DOCUMENT in [c.document_id for c in result.old]  # the adapter answers all
 
 
 def test_an_update_that_changes_everyday_answers_is_repaired_then_refused(
@@ -244,13 +248,14 @@ def test_an_update_that_changes_everyday_answers_is_repaired_then_refused(
     log-probability tolerances allow."""
     runtime = make_runtime(tiny_adapt())
     loose = {"max_passage_drop": 100.0, "max_mean_drop": 100.0, "max_anchor_changes": 0}
-    cfg = config(tiny_adapt, anchors=4, **loose)
+    cfg = config(tiny_adapt, anchors=4, check_anchors=True, **loose)
     # twenty epochs of one answer at a high rate: the tiny model says "Paris" to everything
     cfg.adapt = tiny_adapt(epochs=20, learning_rate=2e-2)
     result = run_update(state, runtime, cfg, add(state, *DOCS["france"]))
-    assert result.decision == "rollback" and result.repairs == 1
+    rounds = cfg.update.repair_rounds
+    assert result.decision == "rollback" and result.repairs == rounds
     assert "everyday answers changed (tolerance 0), e.g." in result.reason
-    assert "after repair round 1" in result.reason
+    assert f"after repair round {rounds}" in result.reason
 
 
 def test_changed_anchors_asks_the_adapted_model(make_runtime, tiny_adapt):
