@@ -38,7 +38,7 @@ def load_runs(folders: list[Path]) -> tuple[list[dict], dict]:
                 f"{folder} is not an evals/knowledge.py run (config.json, passages.jsonl)"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        config = {k: v for k, v in config.items() if k not in ("limit", "conditions")}
+        config = {k: v for k, v in config.items() if k not in ("limit", "start", "conditions")}
         if settings is not None and config != settings:
             raise SealError(f"{folder} was run with other settings than {folders[0]}")
         settings = config
