@@ -81,16 +81,17 @@ def test_merge_keeps_what_was_learned_across_reloads_and_rollbacks(
 
 
 def test_merge_that_loses_what_was_learned_is_rolled_back(state, tiny_model_dir, tiny_adapt):
-    # Merged in bfloat16, a small LoRA delta is mostly rounded away: the check must catch it.
+    # Merged in bfloat16, a small LoRA delta is partly rounded away: the check must catch it.
     # At lr 1e-3 the delta was large enough that rounding moved the score either way (+0.09 on
-    # an AVX512-BF16 machine); at 1e-4 it is well under bf16's resolution of the weights.
+    # an AVX512-BF16 machine); at 1e-4 the merge lost some of the gain on every machine seen,
+    # how much depends on the machine (0.028 of 0.20 on one): hence the tight tolerance.
     cfg = config(
         tiny_model_dir,
         tiny_adapt,
         dtype="bfloat16",
         merge_dtype="model",
-        max_passage_drop=0.05,
-        max_mean_drop=0.05,
+        max_passage_drop=0.005,
+        max_mean_drop=0.005,
     )
     cfg.adapt = cfg.adapt.model_copy(update={"learning_rate": 1e-4})
     runtime = load_runtime(state, cfg)
