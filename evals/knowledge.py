@@ -382,9 +382,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- report
     wanted = {c.name for c in conditions}
-    records = [
-        r for r in read_jsonl(log_path) if r["index"] < len(passages) and r["condition"] in wanted
-    ]
+    first: dict[tuple[int, str], dict] = {}  # of a pair two merged runs both ran
+    for r in read_jsonl(log_path):
+        if r["index"] < len(passages) and r["condition"] in wanted:
+            first.setdefault((r["index"], r["condition"]), r)
+    records = list(first.values())
     table = summarize(records, [c.name for c in conditions], cfg.eval.bootstrap_samples, args.seed)
     note = (
         f"Closed-book accuracy on {args.data.name}, {len(passages)} passages, model "

@@ -196,10 +196,11 @@ def test_a_run_split_between_two_folders_merges(squad_file, tiny_cli_settings, t
     assert knowledge.main([*argv, "--limit", "1", "--out", str(first), *tiny_cli_settings]) == 0
     assert knowledge.main([*argv, "--start", "1", "--out", str(second), *tiny_cli_settings]) == 0
     assert [json.loads(line)["index"] for line in (second / "passages.jsonl").open()] == [1]
-    with (first / "passages.jsonl").open("a") as fh:
-        fh.write((second / "passages.jsonl").read_text())
+    with (first / "passages.jsonl").open("a") as fh:  # twice: a pair both runs ran counts once
+        fh.write((second / "passages.jsonl").read_text() * 2)
     capsys.readouterr()
     assert knowledge.main([*argv, "--out", str(first), *tiny_cli_settings]) == 0
     assert "2 done, 0 to do" in capsys.readouterr().err
     results = json.loads((first / "results.json").read_text())
     assert results["conditions"]["base"]["n_passages"] == 2
+    assert results["conditions"]["base"]["n_questions"] == 3
