@@ -16,7 +16,6 @@ Writes facts.json ({"learned", "total", "controls_kept", "controls_total", "seco
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
@@ -37,7 +36,7 @@ from agent.graph import AgentContext, build_graph
 from agent.graph.graph import turn
 from agent.graph.nodes import retrieve
 from agent.state_model import load_runtime
-from policies.routing import answers_with_adapter
+from policies.routing import answering_weights, answers_with_adapter
 from stores.state import State
 
 
@@ -170,7 +169,7 @@ def ask_as_chat(
         group = [i for i, r in enumerate(routed) if r is adapter]
         if not group:
             continue
-        with contextlib.nullcontext() if adapter else context.runtime.adapter_disabled():
+        with answering_weights(context.runtime, adapter):
             answers = answer_and_grade(
                 context.runtime, [questions[i] for i in group], context.cfg.eval
             )

@@ -251,6 +251,11 @@ def _differs(saved, new) -> bool:
     return saved != new
 
 
+# What may change between runs of one folder (and between runs a table joins): which passages and
+# conditions; every other setting of config.json must match.
+RUN_SCOPE = ("limit", "start", "conditions")
+
+
 def open_run(out: Path, run_config: dict) -> None:
     """Make the run folder, or check that the run it holds has the same settings (what `limit`,
     `start` and `conditions` say may change), then save `run_config` as its config.json."""
@@ -258,8 +263,9 @@ def open_run(out: Path, run_config: dict) -> None:
     saved_path = out / "config.json"
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        ignore = {"limit", "start", "conditions"}
-        diff = [k for k in run_config if k not in ignore and _differs(saved.get(k), run_config[k])]
+        diff = [
+            k for k in run_config if k not in RUN_SCOPE and _differs(saved.get(k), run_config[k])
+        ]
         if diff:
             raise SealError(
                 f"{out} holds a run with different settings ({', '.join(diff)}); "

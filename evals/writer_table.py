@@ -24,7 +24,7 @@ import numpy as np
 
 from agent.core.errors import SealError, run_cli
 from agent.core.io import read_jsonl, write_atomic
-from evals.knowledge import graded_score, headline, markdown_table, summarize
+from evals.knowledge import RUN_SCOPE, graded_score, headline, markdown_table, summarize
 
 
 def load_runs(folders: list[Path]) -> tuple[list[dict], dict]:
@@ -38,7 +38,7 @@ def load_runs(folders: list[Path]) -> tuple[list[dict], dict]:
                 f"{folder} is not an evals/knowledge.py run (config.json, passages.jsonl)"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        config = {k: v for k, v in config.items() if k not in ("limit", "start", "conditions")}
+        config = {k: v for k, v in config.items() if k not in RUN_SCOPE}
         if settings is not None and config != settings:
             raise SealError(f"{folder} was run with other settings than {folders[0]}")
         settings = config

@@ -16,6 +16,7 @@ are under 0.39 from their own passage.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 
@@ -25,3 +26,8 @@ def answers_with_adapter(hits: Sequence[Mapping], min_similarity: float) -> bool
     if min_similarity <= 0:
         return True
     return any(h["status"] == "learned" and h["similarity"] >= min_similarity for h in hits)
+
+
+def answering_weights(runtime, with_adapter: bool):
+    """A context in which `runtime` answers with its knowledge adapter, or with the base model."""
+    return contextlib.nullcontext() if with_adapter else runtime.adapter_disabled()

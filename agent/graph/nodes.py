@@ -7,7 +7,6 @@ retrieve -> answer                                 (a question)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 
@@ -32,7 +31,7 @@ from policies.gate import (
     novelty_of,
     statement_probes,
 )
-from policies.routing import answers_with_adapter
+from policies.routing import answering_weights, answers_with_adapter
 
 BUDGET_WINDOW_S = 3600.0  # chat.update_minutes_per_hour is a rolling hour
 
@@ -278,7 +277,7 @@ def answer(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         runtime.stream_writer(text)
 
     adapter = answers_with_adapter(state.get("passages") or [], ctx.cfg.chat.adapter_min_similarity)
-    with contextlib.nullcontext() if adapter else ctx.runtime.adapter_disabled():
+    with answering_weights(ctx.runtime, adapter):
         text = ctx.runtime.stream(prompt, max_new_tokens=ctx.cfg.chat.max_answer_tokens, emit=emit)
     metadata = {
         "mode": "with retrieved passages" if contexts else "closed-book",

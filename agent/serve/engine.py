@@ -11,7 +11,6 @@ never waits for an answer being generated.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from agent.serve.spaces import Busy, Conflict, NotFound
 from agent.serve.users import UserRegistry
 from agent.serve.worker import ServeWorker
 from agent.worker import pending_documents
-from policies.routing import answers_with_adapter
+from policies.routing import answering_weights, answers_with_adapter
 from stores.adapters import BASE
 from stores.state import State, check_home
 
@@ -231,7 +230,7 @@ class Engine:
                 group = [row for row in rows if row[3] is adapter]
                 if not group:
                     continue
-                with contextlib.nullcontext() if adapter else self.runtime.adapter_disabled():
+                with answering_weights(self.runtime, adapter):
                     texts = self._decode(
                         [p for _, p, _, _ in group], [asks[i].emit for i, *_ in group], context
                     )
