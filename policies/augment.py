@@ -6,6 +6,10 @@ is faithful to it by construction.
     answer_spans(sentence)         what a question about the sentence can ask for: numbers and
                                    dates, names (capitalised runs), quoted text
     cloze_question(sentence, span) the sentence as a question, the span asked for with a wh-word
+    direct_question(sentence, span) the question a person would ask, where the sentence is simple
+                                   enough to invert ("The launch is on 14 May." -> "When is the
+                                   launch?"), else None
+    questions(sentence, span)      both: the cloze question, then the direct one where it exists
     is_faithful(text, passage)     every name and number in `text` occurs in the passage
 
 A 135M-parameter writer cannot be trusted to keep a fact straight (asked to paraphrase "Normandy,
@@ -140,6 +144,61 @@ def _clause(text: str, wh: str) -> str:
     while end < len(parts) and len(parts[end].split()) < 4:
         end += 1
     return " ".join(parts[start:end]).rstrip(",;")
+
+
+# A short simple sentence whose last words are the span: subject, verb, then at most a preposition
+# and a determiner before the span ("The launch is on 14 May", "Our team has 37 members", "Our
+# office moved to Lyon"). Longer or clause-rich sentences keep only the cloze question.
+_LEAD = (
+    r"(?:(?P<prep>on|in|at|by|since|to|into|from)\s+)?(?:(?:the|a|an|our|my|their|its|his|her)\s+)?"
+)
+_SIMPLE = re.compile(
+    r"^(?P<subject>[^,;:()]{2,60}?)\s+(?P<verb>is|are|was|were|has|have|had|[a-z]{3,}ed)\s+"
+    + _LEAD
+    + r"(?P<span>.+)$"
+)
+_PLURAL_SUBJECTS = _word_set("we they you i")
+_PLACE_PREPOSITIONS = _word_set("to in into from at")
+
+
+def direct_question(sentence: str, span: str) -> str | None:
+    """The question a person would ask for `span`, made by inverting a short simple sentence
+    that ends with it: a copula ("The project's code name is Bluefin." -> "What is the project's
+    code name?"), "has" with a count ("Our team has 37 members." -> "How many members does our
+    team have?") or a regular past verb and a place ("Our office moved to Lyon." -> "Where has
+    our office moved to?"). None for any other sentence: the cloze question stands alone."""
+    m = _SIMPLE.match(sentence.rstrip(" .!?"))
+    if not m or m["span"] != span or len(m["subject"].split()) > 6:
+        return None
+    subject, verb, prep = m["subject"], m["verb"], m["prep"]
+    if subject.split()[0].lower() in FUNCTION_WORDS:  # "Our office" inside the question
+        subject = subject[0].lower() + subject[1:]
+    wh = _wh_word(span)
+    is_place = prep in _PLACE_PREPOSITIONS and span[0].isupper()
+    if verb in ("is", "are", "was", "were"):
+        wh = "where" if is_place and wh == "what" else wh
+        question = f"{wh} {verb} {subject}"
+    elif verb in ("has", "have", "had"):
+        count = re.fullmatch(r"(\d[\d,.]*)\s+([a-z]+s)", span)
+        if prep or not count:
+            return None
+        do = {"has": "does", "have": "do", "had": "did"}[verb]
+        question = f"how many {count[2]} {do} {subject} have"
+    elif is_place and wh == "what":
+        have = "have" if subject.lower() in _PLURAL_SUBJECTS else "has"
+        question = f"where {have} {subject} {verb} {prep}"
+    else:
+        return None
+    return question[0].upper() + question[1:] + "?"
+
+
+def questions(sentence: str, span: str, direct: bool = True) -> list[str]:
+    """The questions asking for `span`: the cloze question, then (`direct`) the direct one
+    where the sentence inverts into one."""
+    asked = [cloze_question(sentence, span)]
+    if direct and (question := direct_question(sentence, span)):
+        asked.append(question)
+    return asked
 
 
 def _tokens(text: str) -> list[str]:

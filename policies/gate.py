@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from policies.augment import answer_spans, cloze_question
+from policies.augment import answer_spans, questions
 
 LEARN = "learn"
 SKIP = "skip"
@@ -107,12 +107,13 @@ def gate_record(inputs: GateInputs, decision: GateDecision) -> dict:
 def statement_probes(title: str, text: str) -> list[tuple[str, str]]:
     """Probes for a short stated fact, which has too few words for cloze probes (policies/
     probes.py needs 8): each answer span asked for in the sentence's own words ("Our office moved
-    to what?" -> "Lyon", policies/augment.py), the shape a fact is asked in; a sentence with no
+    to what?" -> "Lyon", policies/augment.py) and, where the sentence inverts, as a person would
+    ask ("Where has our office moved to?"), the shapes a fact is asked in; a sentence with no
     span has its last words held out instead ("Our office moved to ..." -> "Lyon")."""
     probes = []
     for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
         spans = answer_spans(sentence)
-        probes += [(cloze_question(sentence, span), span) for span in spans]
+        probes += [(q, span) for span in spans for q in questions(sentence, span)]
         words = sentence.rstrip(".!").split()
         if not spans and len(words) >= 3:
             held = max(1, len(words) // 4)

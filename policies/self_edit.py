@@ -206,7 +206,14 @@ def write_self_edits(
     fmt = fmt or get_format(cfg.format)
     policy, name = choose_writer(runtime, fmt, cfg)
     if fmt.spans:
-        edit = write_qa_spans(runtime, title, context, asking or EvalConfig(), cfg.answer_only_loss)
+        edit = write_qa_spans(
+            runtime,
+            title,
+            context,
+            asking or EvalConfig(),
+            cfg.answer_only_loss,
+            cfg.direct_questions,
+        )
         edit.writer = name
         return [edit]
 
@@ -276,14 +283,17 @@ def write_qa_spans(
     context: str,
     asking: EvalConfig,
     answer_only: bool = False,
+    direct_questions: bool = True,
 ) -> SelfEdit:
     """The qa-spans self-edit (module docstring): a question for every answer span of every
-    sentence, each trained as the closed-book prompt followed by the span (`answer_only`: a
+    sentence (`direct_questions`: and, where the sentence inverts, the question a person would
+    ask), each trained as the closed-book prompt followed by the span (`answer_only`: a
     (prompt, span) pair, trained on the span alone), then the passage."""
     pairs = [
-        (augment.cloze_question(sentence, span), span)
+        (question, span)
         for sentence in augment.sentences(context)
         for span in augment.answer_spans(sentence)
+        for question in augment.questions(sentence, span, direct_questions)
     ]
     items = [f"Question: {question} Answer: {span}" for question, span in pairs]
     prompts = [(question_prompt(runtime, q, asking, title=title), a) for q, a in pairs]

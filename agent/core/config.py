@@ -148,6 +148,12 @@ class SelfEditConfig(_Section):
         "masked), not on the whole item. Measured once each (results/learning): on, 17/20 stated "
         "facts learned but 6/20 controls kept and the demo 1/6; off, 14/20, 9/20 and 4/6.",
     )
+    direct_questions: bool = Field(
+        True,
+        description="qa-spans: beside each span's question in the sentence's own words, the "
+        'question a person would ask where a short sentence inverts into one ("When is the '
+        'launch?" for "The launch is on 14 May.", policies/augment.py).',
+    )
     min_item_chars: int = Field(12, ge=1, description="Items shorter than this are dropped.")
     max_item_tokens: int = Field(
         256, ge=8, description="Items longer than this many tokens are dropped."

@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.augment import answer_spans, cloze_question, is_faithful, sentences
+from policies.augment import (
+    answer_spans,
+    cloze_question,
+    direct_question,
+    is_faithful,
+    sentences,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +52,27 @@ def test_cloze_question(sentence, span, question):
     assert cloze_question(sentence, span) == question
 
 
+@pytest.mark.parametrize(
+    ("sentence", "span", "question"),
+    [
+        ("Our office moved to Lyon.", "Lyon", "Where has our office moved to?"),
+        ("We moved to Berlin.", "Berlin", "Where have we moved to?"),
+        ("The project's code name is Bluefin.", "Bluefin", "What is the project's code name?"),
+        ("Mira Okafor is our chief engineer.", "chief engineer", "What is Mira Okafor?"),
+        ("The product launch is on 14 May.", "14 May", "When is the product launch?"),
+        ("Our team has 37 members.", "37 members", "How many members does our team have?"),
+        ("The Normans were in Normandy.", "Normandy", "Where were the Normans?"),
+        # no direct question: the span is not the sentence's end, or the sentence is not simple
+        ("Mira Okafor is our chief engineer.", "Mira Okafor", None),
+        ("Paris is the capital of France.", "France", None),
+        ("The bridge, long delayed, was finished in 1990.", "1990", None),
+        ("Our team has two offices in Lyon.", "Lyon", None),
+    ],
+)
+def test_direct_question(sentence, span, question):
+    assert direct_question(sentence, span) == question
+
+
 def test_a_long_sentence_is_asked_about_one_clause():
     sentence = (
         "Genghis Khan ordered Subutai and Jebe to hunt him down, giving them 20,000 men and two "
@@ -78,3 +105,5 @@ def test_spans_are_parts_of_the_sentence_and_questions_never_fail(text):
             assert span in sentence
             question = cloze_question(sentence, span)
             assert question.endswith("?")
+            direct = direct_question(sentence, span)
+            assert direct is None or direct.endswith("?")

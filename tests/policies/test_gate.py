@@ -114,6 +114,10 @@ def test_a_short_statement_is_probed_on_its_answer_spans():
         ("Our office moved to what in March?", "Lyon"),
         ("Our office moved to Lyon when?", "March"),
     ]
+    assert statement_probes("our conversation", "Our office moved to Lyon.") == [
+        ("Our office moved to what?", "Lyon"),
+        ("Where has our office moved to?", "Lyon"),  # as a person would ask it
+    ]
     # no span to ask for: the sentence's ending is held out
     [(question, answer)] = statement_probes("our conversation", "we moved out yesterday evening.")
     assert question.endswith('end: "we moved out yesterday ..."?') and answer == "evening"

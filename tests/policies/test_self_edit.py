@@ -237,14 +237,24 @@ def test_qa_spans_trains_each_span_in_the_shape_it_is_asked(runtime):
     asking = EvalConfig()
     expected = [
         ("Our office moved to what?", "Lyon"),
+        ("Where has our office moved to?", "Lyon"),  # the direct question, where one exists
         ("What is our chief engineer?", "Mira Okafor"),
         ("Mira Okafor is our what?", "chief engineer"),
+        ("What is Mira Okafor?", "chief engineer"),
     ]
     assert edit.sequences == [
         question_prompt(runtime, q, asking, title="Acme") + a for q, a in expected
     ] + [f"Acme\n{context}"]
     assert edit.items[0] == "Question: Our office moved to what? Answer: Lyon"
     assert not edit.fallback and edit.raw == ""  # built by the tools: nothing generated
+
+
+def test_qa_spans_can_leave_out_the_direct_questions(runtime):
+    cfg = SelfEditConfig(direct_questions=False)
+    [edit] = write_self_edits(
+        runtime, "Acme", "Our office moved to Lyon.", cfg, fmt=FORMATS["qa-spans"]
+    )
+    assert edit.items == ["Question: Our office moved to what? Answer: Lyon"]
 
 
 def test_qa_spans_asks_with_the_topic_when_questions_carry_it(runtime):
